@@ -79,3 +79,23 @@ func BenchmarkHashPasswordDefault(b *testing.B) {
 		}
 	}
 }
+
+func TestVerifierCachesOnlySuccess(t *testing.T) {
+	var v Verifier
+	h, _ := HashPassword("key", Cost{Time: 1, Memory: 64, Threads: 1})
+	for i := 0; i < 3; i++ {
+		if !v.Verify(h, "key") {
+			t.Fatalf("try %d: right key refused", i)
+		}
+		if v.Verify(h, "wrong") {
+			t.Fatalf("try %d: wrong key accepted", i)
+		}
+	}
+	h2, _ := HashPassword("other", Cost{Time: 1, Memory: 64, Threads: 1})
+	if v.Verify(h2, "key") {
+		t.Fatal("cached success leaked to another hash")
+	}
+	if v.Verify("garbage", "key") {
+		t.Fatal("malformed hash matched")
+	}
+}
