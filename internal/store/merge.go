@@ -1,0 +1,111 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// MergeObject shallowly merges the top-level fields of patch into old, both
+// JSON objects, and returns the merged object in compact form. A field in
+// patch replaces the field of the same name in old (a null value included:
+// this is not RFC 7386 merge patch, which would delete it). Fields keep the
+// order of old, followed by the new fields in the order of patch. It is an
+// error if either argument is not a JSON object.
+//
+// Backends use it for StateMerge so that every backend merges alike.
+func MergeObject(old, patch json.RawMessage) (json.RawMessage, error) {
+	oldFields, err := objectFields(old)
+	if err != nil {
+		return nil, fmt.Errorf("merge: old: %w", err)
+	}
+	patchFields, err := objectFields(patch)
+	if err != nil {
+		return nil, fmt.Errorf("merge: patch: %w", err)
+	}
+
+	idx := make(map[string]int, len(oldFields)+len(patchFields))
+	merged := make([]field, 0, len(oldFields)+len(patchFields))
+	for _, f := range append(oldFields, patchFields...) {
+		if i, ok := idx[f.name]; ok {
+			merged[i].value = f.value
+			continue
+		}
+		idx[f.name] = len(merged)
+		merged = append(merged, f)
+	}
+
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, f := range merged {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		name, err := marshalNoEscape(f.name)
+		if err != nil {
+			return nil, fmt.Errorf("merge: field name: %w", err)
+		}
+		buf.Write(name)
+		buf.WriteByte(':')
+		if err := json.Compact(&buf, f.value); err != nil {
+			return nil, fmt.Errorf("merge: field %q: %w", f.name, err)
+		}
+	}
+	buf.WriteByte('}')
+	return json.RawMessage(buf.Bytes()), nil
+}
+
+// field is one top-level member of a JSON object.
+type field struct {
+	name  string
+	value json.RawMessage
+}
+
+// objectFields returns the members of a JSON object in document order. A
+// name that appears twice keeps its last value, as encoding/json does.
+func objectFields(doc json.RawMessage) ([]field, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("not a JSON object: starts with %v", tok)
+	}
+	var fields []field
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("object member: %w", err)
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, fmt.Errorf("object member name: got %v", tok)
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, fmt.Errorf("object member %q: %w", name, err)
+		}
+		fields = append(fields, field{name: name, value: value})
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, fmt.Errorf("object end: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("trailing data after object")
+	}
+	return fields, nil
+}
+
+// marshalNoEscape encodes s as a JSON string without HTML escaping, so that
+// names round-trip byte for byte.
+func marshalNoEscape(s string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
