@@ -1,0 +1,275 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/store"
+)
+
+// Defaults filled in by New for zero Config fields.
+const (
+	// DefaultEndpointTTL is what Kii answered as the ttl of an MQTT endpoint.
+	DefaultEndpointTTL = 2147483647 * time.Second
+	// DefaultAppTokenTTL is the lifetime of app admin and anonymous tokens.
+	DefaultAppTokenTTL = 24 * time.Hour
+	// DefaultMaxBodyBytes bounds request bodies.
+	DefaultMaxBodyBytes = 1 << 20
+)
+
+// maxInstallations is how many installations (MQTT endpoints) a thing keeps;
+// the oldest beyond it are deleted when a new one is created.
+const maxInstallations = 5
+
+// Config configures a Handler.
+type Config struct {
+	// Store keeps everything. Required.
+	Store store.Store
+	// Logger receives refusals at debug level and internal errors at error
+	// level. If nil, logs are discarded.
+	Logger *slog.Logger
+	// APIBroker names the API broker a thing is sent to in every issued
+	// mqttEndpoint (and the mqtt-endpoint answer). Required. It is called per
+	// answer because ports are known only once listeners bind.
+	APIBroker func(appID, thingID string) BrokerAddr
+	// EndpointTTL is the lifetime of issued MQTT endpoints. If zero,
+	// DefaultEndpointTTL (what Kii answered).
+	EndpointTTL time.Duration
+	// ThingTokenTTL is the lifetime of thing tokens. If zero, thing tokens
+	// never expire, as Kii's did not.
+	ThingTokenTTL time.Duration
+	// AppTokenTTL is the lifetime of app admin and anonymous tokens. If zero,
+	// DefaultAppTokenTTL.
+	AppTokenTTL time.Duration
+	// PasswordCost is the argon2id cost of new thing password hashes. If
+	// zero, secret.DefaultCost.
+	PasswordCost secret.Cost
+	// Pusher is told after a command is stored. May be nil.
+	Pusher Pusher
+	// MaxBodyBytes bounds request bodies; larger ones are answered 413. If
+	// zero, DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Now tells the time. If nil, time.Now.
+	Now func() time.Time
+}
+
+// BrokerAddr is where an API broker listens, as advertised to things.
+type BrokerAddr struct {
+	Host    string
+	PortTCP int
+	PortSSL int
+	PortWS  int
+	PortWSS int
+}
+
+// Pusher pushes a thing's pending (SENDING) commands to its live MQTT
+// connections. Push must be fast and must not block on the network: it is
+// called synchronously after a command is stored.
+type Pusher interface {
+	Push(ctx context.Context, appID, thingID string)
+}
+
+// Validate reports the first field of c that cannot work, wrapped in
+// ErrInvalidConfig. Zero values that have defaults are valid.
+func (c Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("%w: Store is required", ErrInvalidConfig)
+	case c.APIBroker == nil:
+		return fmt.Errorf("%w: APIBroker is required", ErrInvalidConfig)
+	case c.EndpointTTL < 0:
+		return fmt.Errorf("%w: EndpointTTL is negative", ErrInvalidConfig)
+	case c.EndpointTTL > 0 && c.EndpointTTL < time.Second:
+		return fmt.Errorf("%w: EndpointTTL is under a second", ErrInvalidConfig)
+	case c.ThingTokenTTL < 0:
+		return fmt.Errorf("%w: ThingTokenTTL is negative", ErrInvalidConfig)
+	case c.AppTokenTTL < 0:
+		return fmt.Errorf("%w: AppTokenTTL is negative", ErrInvalidConfig)
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("%w: MaxBodyBytes is negative", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// setDefaults fills in the documented defaults of zero fields.
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.EndpointTTL == 0 {
+		c.EndpointTTL = DefaultEndpointTTL
+	}
+	if c.AppTokenTTL == 0 {
+		c.AppTokenTTL = DefaultAppTokenTTL
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Handler serves the thing-if API, to REST clients and to requests that
+// arrived over MQTT alike (see Caller). It is safe for concurrent use.
+type Handler struct {
+	cfg   Config
+	store store.Store
+	log   *slog.Logger
+	mux   *http.ServeMux
+
+	// appKeys caches successful app key checks of the token endpoint;
+	// thingPasswords those of onboarding. Separate caches, so that many
+	// things onboarding do not evict app keys.
+	appKeys        secret.Verifier
+	thingPasswords secret.Verifier
+}
+
+// New returns a Handler for cfg, or an error naming the bad field.
+func New(cfg Config) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	h := &Handler{cfg: cfg, store: cfg.Store, log: cfg.Logger, mux: http.NewServeMux()}
+	h.routes()
+	return h, nil
+}
+
+// handlerFunc is a route handler: it writes the success answer itself and
+// returns an error for everything else (see Handler.fail).
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// methods maps HTTP methods to the handlers of one path.
+type methods map[string]handlerFunc
+
+const (
+	apiPrefix     = "/api/apps/{app}"
+	thingIFPrefix = "/thing-if/apps/{app}"
+	targetPrefix  = thingIFPrefix + "/targets/{target}"
+	thingPrefix   = thingIFPrefix + "/things/{thing}"
+)
+
+func (h *Handler) routes() {
+	h.handle(apiPrefix+"/oauth2/token", methods{http.MethodPost: h.postToken})
+	h.handle(apiPrefix+"/installations", methods{http.MethodPost: h.postInstallation})
+	h.handle(apiPrefix+"/installations/{iid}/mqtt-endpoint", methods{http.MethodGet: h.getMQTTEndpoint})
+
+	h.handle(thingIFPrefix+"/onboardings", methods{http.MethodPost: h.postOnboarding})
+
+	h.handle(targetPrefix+"/states", methods{
+		http.MethodGet:   h.getStates,
+		http.MethodPut:   h.writeStates,
+		http.MethodPatch: h.writeStates,
+	})
+	h.handle(targetPrefix+"/states/aliases/{alias}", methods{http.MethodGet: h.getStateAlias})
+	h.handle(targetPrefix+"/states-bulk", methods{http.MethodPost: h.postStatesBulk})
+	h.handle(targetPrefix+"/commands", methods{
+		http.MethodGet:  h.listCommands,
+		http.MethodPost: h.postCommand,
+	})
+	h.handle(targetPrefix+"/commands/{cid}", methods{http.MethodGet: h.getCommand})
+	h.handle(targetPrefix+"/commands/{cid}/action-results", methods{http.MethodPut: h.putActionResults})
+
+	h.handle(thingPrefix+"/firmware-version", methods{
+		http.MethodGet: h.getThingField(firmwareVersionField),
+		http.MethodPut: h.putThingField(firmwareVersionField),
+	})
+	h.handle(thingPrefix+"/thing-type", methods{
+		http.MethodGet: h.getThingField(thingTypeField),
+		http.MethodPut: h.putThingField(thingTypeField),
+	})
+
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h.fail(w, r, errNotFound)
+	})
+}
+
+// handle registers the methods of one path. The patterns carry no method so
+// that a wrong method is answered here, with a JSON 405, rather than by the
+// ServeMux in plain text.
+func (h *Handler) handle(pattern string, ms methods) {
+	allowed := make([]string, 0, len(ms))
+	for m := range ms {
+		allowed = append(allowed, m)
+	}
+	slices.Sort(allowed)
+	allow := strings.Join(allowed, ", ")
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		f, ok := ms[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allow)
+			h.fail(w, r, errMethodNotAllowed.with("method %s is not allowed here; allowed: %s", r.Method, allow))
+			return
+		}
+		if err := f(w, r); err != nil {
+			h.fail(w, r, err)
+		}
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if id := headerValue(r.Header, headerRequestID); id != "" && validHeaderValue(id) {
+		// Set directly: Header().Set would canonicalize the name to
+		// X-Kii-Requestid, which devices' case-sensitive searches miss.
+		w.Header()[headerRequestID] = []string{id}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.log.Error("handler panic", keyMethod, r.Method, keyPath, r.URL.Path, keyPanic, fmt.Sprint(v))
+			writeError(w, errInternal)
+		}
+	}()
+	// Answer unclean paths ourselves: the ServeMux would redirect them,
+	// which means nothing to a client on MQTT.
+	if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p {
+		h.fail(w, r, errNotFound)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// Log attribute keys.
+const (
+	keyMethod = "method"
+	keyPath   = "path"
+	keyStatus = "status"
+	keyCode   = "code"
+	keyReason = "reason"
+	keyErr    = "err"
+	keyPanic  = "panic"
+	keyThing  = "thing"
+)
+
+// fail answers err: a catalogue error as itself, a body over MaxBodyBytes as
+// 413, anything else as 500 (logged, since it is our fault or the store's).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &tooLarge):
+		ae = errTooLarge
+	default:
+		ae = errInternal
+		if r.Context().Err() == nil {
+			h.log.Error("request failed", keyMethod, r.Method, keyPath, r.URL.Path, keyErr, err)
+		}
+	}
+	h.log.Debug("request refused", keyMethod, r.Method, keyPath, r.URL.Path,
+		keyStatus, ae.status, keyCode, ae.code, keyReason, ae.message)
+	writeError(w, ae)
+}

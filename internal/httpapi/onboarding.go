@@ -1,0 +1,203 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/store"
+)
+
+// Onboarding media types, lower case (media types are matched
+// case-insensitively).
+const (
+	mediaOnboardingVendorByThing = "application/vnd.kii.onboardingwithvendorthingidbything+json"
+	mediaOnboardingThingByThing  = "application/vnd.kii.onboardingwiththingidbything+json"
+	mediaOnboardingPrefix        = "application/vnd.kii.onboarding"
+)
+
+// onboardingRequest is the body of an onboarding by thing. Unknown fields
+// are ignored: real devices send more than they need to.
+type onboardingRequest struct {
+	VendorThingID        *string         `json:"vendorThingID"`
+	ThingID              *string         `json:"thingID"`
+	ThingPassword        *string         `json:"thingPassword"`
+	ThingType            *string         `json:"thingType"`
+	FirmwareVersion      *string         `json:"firmwareVersion"`
+	LayoutPosition       *string         `json:"layoutPosition"`
+	ThingProperties      json.RawMessage `json:"thingProperties"`
+	DataGroupingInterval *string         `json:"dataGroupingInterval"`
+}
+
+var (
+	layoutPositions       = []string{"STANDALONE", "GATEWAY", "ENDNODE"}
+	dataGroupingIntervals = []string{"1_MINUTE", "15_MINUTES", "30_MINUTES", "1_HOUR", "12_HOURS"}
+)
+
+// onboardingResponse is the compact onboarding answer.
+type onboardingResponse struct {
+	AccessToken  string       `json:"accessToken"`
+	ThingID      string       `json:"thingID"`
+	MQTTEndpoint endpointJSON `json:"mqttEndpoint"`
+}
+
+// postOnboarding onboards a thing by itself: the first onboarding of a
+// vendorThingID registers it, later ones check its password. Each success
+// issues a fresh thing token and a fresh MQTT endpoint.
+func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	p, err := h.principal(r)
+	if err != nil {
+		return err
+	}
+	byVendor := false
+	switch mt := mediaType(r); {
+	case mt == mediaOnboardingVendorByThing:
+		byVendor = true
+	case mt == mediaOnboardingThingByThing:
+	case strings.HasPrefix(mt, mediaOnboardingPrefix):
+		return errUnsupportedMediaType.with("only onboarding by thing is supported yet")
+	default:
+		return errUnsupportedMediaType.with("onboarding needs content type application/vnd.kii.OnboardingWithVendorThingIDByThing+json or application/vnd.kii.OnboardingWithThingIDByThing+json")
+	}
+	var req onboardingRequest
+	if err := h.readObject(w, r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(byVendor); err != nil {
+		return err
+	}
+
+	var answer onboardingResponse
+	for attempt := 0; ; attempt++ {
+		var thing store.Thing
+		newThing := false
+		if byVendor {
+			thing, err = h.store.ThingByVendorID(ctx, p.appID, *req.VendorThingID)
+			newThing = errors.Is(err, store.ErrNotFound)
+		} else {
+			thing, err = h.store.Thing(ctx, p.appID, *req.ThingID)
+			if errors.Is(err, store.ErrNotFound) {
+				if p.kind == store.TokenThing {
+					return errWrongToken.with("a thing may onboard only itself")
+				}
+				return errThingNotFound.with("thing %s does not exist", *req.ThingID)
+			}
+		}
+		if err != nil && !newThing {
+			return fmt.Errorf("load thing: %w", err)
+		}
+		now := h.cfg.Now()
+		if newThing {
+			if p.kind == store.TokenThing {
+				return errWrongToken.with("a thing may onboard only itself")
+			}
+			hash, err := secret.HashPassword(*req.ThingPassword, h.cfg.PasswordCost)
+			if err != nil {
+				return fmt.Errorf("hash thing password: %w", err)
+			}
+			thing = store.Thing{
+				ID:            "th." + secret.NewID(12),
+				AppID:         p.appID,
+				VendorThingID: *req.VendorThingID,
+				PasswordHash:  hash,
+				CreatedAt:     now,
+			}
+		} else {
+			if p.kind == store.TokenThing && p.subject != thing.ID {
+				return errWrongToken.with("a thing may onboard only itself")
+			}
+			if !h.thingPasswords.Verify(thing.PasswordHash, *req.ThingPassword) {
+				return errWrongPassword
+			}
+		}
+		req.apply(&thing)
+		thing.ModifiedAt = now
+
+		in, password := h.newInstallation(p.appID, thing.ID, now, true)
+		tok := secret.NewToken()
+		o := store.Onboarding{
+			Thing:        thing,
+			NewThing:     newThing,
+			Installation: in,
+			Token:        h.thingToken(tok, p.appID, thing.ID, now),
+		}
+		err = h.store.SaveOnboarding(ctx, o)
+		if newThing && errors.Is(err, store.ErrConflict) && attempt < 3 {
+			// A concurrent first onboarding of the same vendorThingID won
+			// the race: go again as an onboarding of the existing thing.
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("save onboarding: %w", err)
+		}
+		h.pruneInstallations(r, thing.ID, in.ID)
+		answer = onboardingResponse{
+			AccessToken:  tok,
+			ThingID:      thing.ID,
+			MQTTEndpoint: h.endpoint(in, password),
+		}
+		break
+	}
+	writeJSON(w, http.StatusOK, answer)
+	return nil
+}
+
+// validate checks the fields of an onboarding request.
+func (req *onboardingRequest) validate(byVendor bool) error {
+	if byVendor {
+		if req.VendorThingID == nil || *req.VendorThingID == "" {
+			return errInvalidInput.with("vendorThingID is required")
+		}
+	} else if req.ThingID == nil || *req.ThingID == "" {
+		return errInvalidInput.with("thingID is required")
+	}
+	if req.ThingPassword == nil || *req.ThingPassword == "" {
+		return errInvalidInput.with("thingPassword is required")
+	}
+	if req.LayoutPosition != nil {
+		v := strings.ToUpper(*req.LayoutPosition)
+		if !slices.Contains(layoutPositions, v) {
+			return errInvalidInput.with("layoutPosition must be one of %s", strings.Join(layoutPositions, ", "))
+		}
+		req.LayoutPosition = &v
+	}
+	if req.DataGroupingInterval != nil {
+		v := strings.ToUpper(*req.DataGroupingInterval)
+		if !slices.Contains(dataGroupingIntervals, v) {
+			return errInvalidInput.with("dataGroupingInterval must be one of %s", strings.Join(dataGroupingIntervals, ", "))
+		}
+		req.DataGroupingInterval = &v
+	}
+	if req.ThingProperties != nil && !isNull(req.ThingProperties) && !isObject(req.ThingProperties) {
+		return errInvalidInput.with("thingProperties must be an object")
+	}
+	return nil
+}
+
+// apply copies the optional fields that were given onto t.
+func (req *onboardingRequest) apply(t *store.Thing) {
+	if req.ThingType != nil {
+		t.ThingType = *req.ThingType
+	}
+	if req.FirmwareVersion != nil {
+		t.FirmwareVersion = *req.FirmwareVersion
+	}
+	if req.LayoutPosition != nil {
+		t.LayoutPosition = *req.LayoutPosition
+	}
+	if req.DataGroupingInterval != nil {
+		t.DataGroupingInterval = *req.DataGroupingInterval
+	}
+	if req.ThingProperties != nil {
+		if isNull(req.ThingProperties) {
+			t.Properties = nil
+		} else {
+			t.Properties = compact(req.ThingProperties)
+		}
+	}
+}

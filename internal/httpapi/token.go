@@ -1,0 +1,95 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/store"
+)
+
+// tokenRequest is the body of POST /api/apps/{app}/oauth2/token, as JSON or
+// as a form.
+type tokenRequest struct {
+	GrantType    string `json:"grant_type"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+}
+
+// tokenResponse is the OAuth2 answer. id is the user ID, empty for app and
+// anonymous tokens; Kii's clients expect the field.
+type tokenResponse struct {
+	ID          string `json:"id"`
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int64  `json:"expires_in"`
+	TokenType   string `json:"token_type"`
+}
+
+// postToken issues app admin tokens for the app key and, when the app
+// allows it, anonymous tokens for any other secret (Kii's C SDK sends the
+// literal "dummy", PROTOCOL.md §8.1).
+func (h *Handler) postToken(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	appID := r.PathValue("app")
+	var req tokenRequest
+	switch mt := mediaType(r); {
+	case mt == "application/x-www-form-urlencoded":
+		b, err := h.readBody(w, r)
+		if err != nil {
+			return err
+		}
+		form, err := url.ParseQuery(string(b))
+		if err != nil {
+			return errInvalidInput.with("the form body is malformed")
+		}
+		req = tokenRequest{GrantType: form.Get("grant_type"), ClientID: form.Get("client_id"), ClientSecret: form.Get("client_secret")}
+	case isJSONMedia(mt):
+		if err := h.readObject(w, r, &req); err != nil {
+			return err
+		}
+	default:
+		return errUnsupportedMediaType.with("use application/json or application/x-www-form-urlencoded")
+	}
+
+	app, err := h.store.App(ctx, appID)
+	if errors.Is(err, store.ErrNotFound) {
+		return errAppNotFound.with("app %s does not exist", appID)
+	}
+	if err != nil {
+		return fmt.Errorf("load app: %w", err)
+	}
+	if req.GrantType != "client_credentials" {
+		return errUnsupportedGrant.with("grant_type %q is not supported; use client_credentials", req.GrantType)
+	}
+	if req.ClientID != app.ID {
+		return errInvalidClient.with("client_id must be the app ID")
+	}
+	kind := store.TokenApp
+	if !h.appKeys.Verify(app.KeyHash, req.ClientSecret) {
+		if !app.AllowAnonymous {
+			return errInvalidClient.with("wrong client_secret")
+		}
+		kind = store.TokenAnonymous
+	}
+
+	now := h.cfg.Now()
+	tok := secret.NewToken()
+	err = h.store.PutToken(ctx, store.Token{
+		Hash:      secret.HashToken(tok),
+		AppID:     app.ID,
+		Kind:      kind,
+		ExpiresAt: now.Add(h.cfg.AppTokenTTL),
+		CreatedAt: now,
+	})
+	if err != nil {
+		return fmt.Errorf("store token: %w", err)
+	}
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: tok,
+		ExpiresIn:   int64(h.cfg.AppTokenTTL.Seconds()),
+		TokenType:   "Bearer",
+	})
+	return nil
+}
