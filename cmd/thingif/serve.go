@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/server"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg := server.DefaultConfig()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data `directory`")
+	fs.Func("app", "make sure an app with this `ID:KEY` exists; repeatable", func(s string) error {
+		a, err := server.ParseAppCredential(s)
+		if err != nil {
+			return err
+		}
+		cfg.Apps = append(cfg.Apps, a)
+		return nil
+	})
+	fs.StringVar(&cfg.PublicHost, "public-host", cfg.PublicHost, "`host` advertised in mqttEndpoint.host")
+	fs.StringVar(&cfg.OnboardTCP, "onboard-tcp", cfg.OnboardTCP, "onboarding broker, MQTT over TCP `addr`ess (empty: off)")
+	fs.StringVar(&cfg.OnboardTLS, "onboard-tls", cfg.OnboardTLS, "onboarding broker, MQTT over TLS `addr`ess")
+	fs.StringVar(&cfg.OnboardWS, "onboard-ws", cfg.OnboardWS, "onboarding broker, MQTT over WebSocket `addr`ess")
+	fs.StringVar(&cfg.OnboardWSS, "onboard-wss", cfg.OnboardWSS, "onboarding broker, MQTT over secure WebSocket `addr`ess")
+	fs.StringVar(&cfg.MQTTTCP, "mqtt-tcp", cfg.MQTTTCP, "API broker, MQTT over TCP `addr`ess")
+	fs.StringVar(&cfg.MQTTTLS, "mqtt-tls", cfg.MQTTTLS, "API broker, MQTT over TLS `addr`ess")
+	fs.StringVar(&cfg.MQTTWS, "mqtt-ws", cfg.MQTTWS, "API broker, MQTT over WebSocket `addr`ess")
+	fs.StringVar(&cfg.MQTTWSS, "mqtt-wss", cfg.MQTTWSS, "API broker, MQTT over secure WebSocket `addr`ess")
+	fs.StringVar(&cfg.HTTP, "http", cfg.HTTP, "REST API over HTTP `addr`ess")
+	fs.StringVar(&cfg.HTTPS, "https", cfg.HTTPS, "REST API over HTTPS `addr`ess")
+	fs.DurationVar(&cfg.EndpointTTL, "endpoint-ttl", 0, "lifetime of issued MQTT endpoints (default 2147483647s, as Kii)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate PEM `file` (default: self-signed, generated in the data dir)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key PEM `file`")
+	var hashMem, hashTime uint
+	fs.UintVar(&hashMem, "password-hash-memory", uint(secret.DefaultCost.Memory), "argon2id memory in `KiB` for new password hashes")
+	fs.UintVar(&hashTime, "password-hash-time", uint(secret.DefaultCost.Time), "argon2id `passes` for new password hashes")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if hashMem == 0 || hashTime == 0 || hashMem > 4<<20 || hashTime > 100 {
+		return fmt.Errorf("serve: --password-hash-memory must be 1..%d and --password-hash-time 1..100", 4<<20)
+	}
+	cfg.PasswordCost = secret.Cost{Memory: uint32(hashMem), Time: uint32(hashTime), Threads: 1}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("serve: --log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if a := srv.DevApp; a != nil {
+		printDevApp(stdout, srv, *a)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-hup:
+			if err := srv.ReloadCertificate(); err != nil {
+				cfg.Logger.Error("reload certificate", "error", err)
+			} else {
+				cfg.Logger.Info("certificate reloaded")
+			}
+		case <-ctx.Done():
+			running = false
+		}
+	}
+	cfg.Logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Close(sctx)
+}
+
+func printDevApp(w io.Writer, srv *server.Server, a server.AppCredential) {
+	fmt.Fprintf(w, `
+Development app (kept in the data directory; use --app ID:KEY for your own):
+  APP_ID=%s
+  APP_KEY=%s
+
+Onboard a thing over MQTT (mosquitto-clients), answer on the same topic:
+  mosquitto_rr -h %s -p %d -V mqttv5 -i anonymous \
+    -u 'type=oauth2&client_id=%s' -P 'client_secret=%s' \
+    -t p/anonymous/thing-if/apps/%s/onboardings -e p/anonymous/thing-if/apps/%s/onboardings \
+    -m "$(printf 'POST\nContent-Type: application/vnd.kii.OnboardingWithVendorThingIDByThing+json\n\n{"vendorThingID":"my-thing","thingPassword":"secret"}')"
+
+`, a.ID, a.Key, "localhost", srv.Port("onboard-tcp"), a.ID, a.Key, a.ID, a.ID)
+}

@@ -1,0 +1,379 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingif/thingif/codec"
+	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/store"
+)
+
+// APIConfig configures the API broker.
+type APIConfig struct {
+	Config
+	// Store holds installations and commands. Required.
+	Store store.Store
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+}
+
+// API is the API broker. A thing connects with the username and password of
+// one of its installations and the installation's mqttTopic as client ID; it
+// may subscribe only to that mqttTopic and publish only requests under
+// p/{mqttTopic}/thing-if/apps/{APP_ID}/. Commands are pushed to it on
+// mqttTopic by Push.
+type API struct {
+	cfg APIConfig
+	srv *mqtt.Server
+	// sessions maps *mqtt.Client to its *apiSession.
+	sessions sync.Map
+
+	mu sync.Mutex
+	// live holds, per thing ID, the connections subscribed to their
+	// mqttTopic: the ones a command can be written to.
+	live map[string]map[*mqtt.Client]*apiSession
+	// pushing marks the things with a push loop running; the value is set
+	// when another push was asked for meanwhile.
+	pushing map[string]bool
+	closing bool
+	wg      sync.WaitGroup
+}
+
+var _ httpapi.Pusher = (*API)(nil)
+
+type apiSession struct {
+	appID, thingID, installationID string
+	mqttTopic                      string
+	prefix                         string // p/{mqttTopic}/thing-if/apps/{APP_ID}/
+	qos                            atomic.Uint32
+	// subscribed is set by a SUBSCRIBE to mqttTopic and taken when its
+	// SUBACK has been written: the first push follows the SUBACK, as
+	// embedded stacks that wait for the SUBACK expect.
+	subscribed atomic.Bool
+}
+
+// NewAPI returns an API broker serving on the given listeners (nil entries
+// are skipped). Call Start to begin serving.
+func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("api broker config: Store is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]bool)}
+	b.cfg.Logger = cfg.Logger.With("broker", "api")
+	b.srv = newMochi(&b.cfg.Config)
+	if err := b.srv.AddHook(&apiHook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("add hook: %w", err)
+	}
+	if err := attach(b.srv, &b.cfg.Config, lns); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Start starts serving on the listeners.
+func (b *API) Start() error { return b.srv.Serve() }
+
+// Close stops the listeners, disconnects every client and waits for running
+// pushes to end.
+func (b *API) Close() error {
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
+	err := b.srv.Close()
+	b.wg.Wait()
+	return err
+}
+
+// Connections returns the number of connected clients.
+func (b *API) Connections() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
+
+func (b *API) session(cl *mqtt.Client) *apiSession {
+	v, ok := b.sessions.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*apiSession)
+}
+
+// Push writes the thing's pending (SENDING) commands to its live,
+// subscribed connections and marks each written command DELIVERED. It
+// returns at once: the work runs on one goroutine per thing, and a Push
+// that arrives while that goroutine runs makes it go round once more, so
+// pushes for a thing never run concurrently and none is lost.
+func (b *API) Push(_ context.Context, _, thingID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing || len(b.live[thingID]) == 0 {
+		return
+	}
+	if _, running := b.pushing[thingID]; running {
+		b.pushing[thingID] = true
+		return
+	}
+	b.pushing[thingID] = false
+	b.wg.Add(1)
+	go b.pushLoop(thingID)
+}
+
+func (b *API) pushLoop(thingID string) {
+	defer b.wg.Done()
+	for {
+		b.pushOnce(thingID)
+		b.mu.Lock()
+		if !b.pushing[thingID] || b.closing {
+			delete(b.pushing, thingID)
+			b.mu.Unlock()
+			return
+		}
+		b.pushing[thingID] = false
+		b.mu.Unlock()
+	}
+}
+
+type target struct {
+	cl *mqtt.Client
+	s  *apiSession
+}
+
+func (b *API) targets(thingID string) []target {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	conns := b.live[thingID]
+	ts := make([]target, 0, len(conns))
+	for cl, s := range conns {
+		if !cl.Closed() {
+			ts = append(ts, target{cl, s})
+		}
+	}
+	return ts
+}
+
+func (b *API) pushOnce(thingID string) {
+	ts := b.targets(thingID)
+	if len(ts) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
+	defer cancel()
+	cmds, err := b.cfg.Store.PendingCommands(ctx, thingID)
+	if err != nil {
+		b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
+		return
+	}
+	for _, c := range cmds {
+		payload, err := CommandPayload(c)
+		if err != nil {
+			b.cfg.Logger.Error("encode command", "thing", thingID, "command", c.ID, "error", err)
+			continue
+		}
+		written := false
+		for _, t := range ts {
+			if err := writePush(t, payload); err != nil {
+				b.cfg.Logger.Debug("push", "client", t.cl.ID, "command", c.ID, "error", err)
+				continue
+			}
+			written = true
+		}
+		if !written {
+			return // the connections are gone; the next SUBSCRIBE pushes again
+		}
+		if _, err := b.cfg.Store.MarkDelivered(ctx, thingID, c.ID, b.cfg.Now()); err != nil {
+			b.cfg.Logger.Error("mark delivered", "thing", thingID, "command", c.ID, "error", err)
+		}
+	}
+}
+
+// writePush writes one command to a connection at the QoS of its
+// subscription (capped at 1). PROTOCOL.md §8: things subscribed at QoS 0
+// parse a QoS 0 PUBLISH only, so they must never get a QoS 1 one. A QoS 1
+// push is not kept in flight for redelivery: sessions are clean, and a
+// command is pushed again while it is SENDING.
+func writePush(t target, payload []byte) error {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(min(t.s.qos.Load(), 1))},
+		TopicName:   t.s.mqttTopic,
+		Payload:     payload,
+	}
+	if pk.FixedHeader.Qos > 0 {
+		id, err := t.cl.NextPacketID()
+		if err != nil {
+			return fmt.Errorf("packet id: %w", err)
+		}
+		pk.PacketID = uint16(id)
+	}
+	return t.cl.WritePacket(pk)
+}
+
+func (b *API) addLive(cl *mqtt.Client, s *apiSession) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.live[s.thingID]
+	if m == nil {
+		m = make(map[*mqtt.Client]*apiSession, 1)
+		b.live[s.thingID] = m
+	}
+	m[cl] = s
+}
+
+func (b *API) removeLive(cl *mqtt.Client, s *apiSession) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m := b.live[s.thingID]; m != nil {
+		delete(m, cl)
+		if len(m) == 0 {
+			delete(b.live, s.thingID)
+		}
+	}
+}
+
+type apiHook struct {
+	mqtt.HookBase
+	b *API
+}
+
+func (h *apiHook) ID() string { return "thingif-api" }
+
+func (h *apiHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
+		mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnUnsubscribed, mqtt.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+// OnConnect checks the installation credentials, the endpoint's expiry and
+// the client ID.
+func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	prepareSession(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
+	defer cancel()
+	in, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return refuse(cl, RefuseCredentials)
+	case err != nil:
+		h.b.cfg.Logger.Error("look up installation", "error", err)
+		return refuse(cl, RefuseUnavailable)
+	}
+	if in.PasswordHash == "" || !secret.EqualDigest(in.PasswordHash, secret.HashToken(string(pk.Connect.Password))) {
+		return refuse(cl, RefuseCredentials)
+	}
+	if in.ExpiresAt.IsZero() || !h.b.cfg.Now().Before(in.ExpiresAt) {
+		return refuse(cl, RefuseCredentials)
+	}
+	if pk.Connect.ClientIdentifier != in.MQTTTopic {
+		return refuse(cl, RefuseClientID)
+	}
+	h.b.sessions.Store(cl, &apiSession{
+		appID:          in.AppID,
+		thingID:        in.ThingID,
+		installationID: in.ID,
+		mqttTopic:      in.MQTTTopic,
+		prefix:         "p/" + in.MQTTTopic + "/thing-if/apps/" + in.AppID + "/",
+	})
+	return nil
+}
+
+// OnConnectAuthenticate lets through the connections OnConnect accepted.
+func (h *apiHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.b.session(cl) != nil
+}
+
+// OnACLCheck: a thing reads only its mqttTopic and writes only under its
+// request prefix. A refused publish ends the connection, so that a QoS 0
+// publish is not dropped in silence.
+func (h *apiHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s := h.b.session(cl)
+	if s == nil {
+		return false
+	}
+	if !write {
+		return topic == s.mqttTopic
+	}
+	if len(topic) > len(s.prefix) && strings.HasPrefix(topic, s.prefix) {
+		return true
+	}
+	h.b.cfg.Logger.Debug("publish refused", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
+	_ = h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	return false
+}
+
+// OnPublish serves the request and marks the packet ignored, so mochi
+// acknowledges it but delivers it nowhere.
+func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	s := h.b.session(cl)
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	t, err := codec.ParseTopic(pk.TopicName)
+	if err != nil {
+		return pk, packets.ErrRejectPacket
+	}
+	serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.APIBroker, AppID: s.appID, ThingID: s.thingID})
+	return pk, packets.CodeSuccessIgnore
+}
+
+// OnSubscribed makes the connection a push target once it holds its
+// mqttTopic subscription, and pushes what is pending.
+func (h *apiHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	s := h.b.session(cl)
+	if s == nil {
+		return
+	}
+	for i, f := range pk.Filters {
+		if f.Filter == s.mqttTopic && i < len(codes) && codes[i] <= 2 {
+			s.qos.Store(uint32(codes[i]))
+			h.b.addLive(cl, s)
+			s.subscribed.Store(true)
+			return
+		}
+	}
+}
+
+// OnPacketSent pushes the pending commands once the SUBACK of the mqttTopic
+// subscription is on the wire.
+func (h *apiHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type != packets.Suback {
+		return
+	}
+	if s := h.b.session(cl); s != nil && s.subscribed.Swap(false) {
+		h.b.Push(context.Background(), s.appID, s.thingID)
+	}
+}
+
+func (h *apiHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	s := h.b.session(cl)
+	if s == nil {
+		return
+	}
+	for _, f := range pk.Filters {
+		if f.Filter == s.mqttTopic {
+			h.b.removeLive(cl, s)
+		}
+	}
+}
+
+func (h *apiHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if s := h.b.session(cl); s != nil {
+		h.b.removeLive(cl, s)
+	}
+	h.b.sessions.Delete(cl)
+}

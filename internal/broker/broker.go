@@ -1,0 +1,154 @@
+// Package broker runs thingif's two MQTT brokers on embedded mochi-mqtt
+// servers: the onboarding broker, where devices connect as "anonymous" with
+// app credentials and may only onboard, and the API broker, where each thing
+// connects with the credentials onboarding issued, receives its commands and
+// calls the thing-if API.
+//
+// Neither broker routes messages between clients. A PUBLISH under a client's
+// own request space is decoded with package codec into an *http.Request,
+// served by the same http.Handler as the REST API, and the answer is written
+// back to that one connection on the request topic. Commands are written by
+// the API broker straight to the connection of their thing at the QoS of its
+// subscription. Every other PUBLISH or SUBSCRIBE is refused.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingif/thingif/codec"
+	"github.com/thingif/thingif/internal/httpapi"
+)
+
+// Config holds what both brokers need. Zero values take the defaults
+// documented on each field.
+type Config struct {
+	// Handler serves the requests that arrive as PUBLISHes. Required.
+	Handler http.Handler
+	// Logger receives the broker's logs. If nil, logs are discarded.
+	Logger *slog.Logger
+	// ConnectTimeout bounds the time between TCP accept and a complete
+	// CONNECT. If zero, 10 seconds.
+	ConnectTimeout time.Duration
+	// MaxPacketSize is the largest MQTT packet accepted. If zero, 1 MiB +
+	// 4 KiB (a REST-sized body plus headers and topic).
+	MaxPacketSize uint32
+	// Limits bound the HTTP-like requests carried in PUBLISHes.
+	Limits codec.Limits
+	// HandlerTimeout bounds the time one request may take in the handler.
+	// If zero, 30 seconds.
+	HandlerTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = 1<<20 + 4<<10
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = 30 * time.Second
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Handler == nil {
+		return errors.New("broker config: Handler is required")
+	}
+	return nil
+}
+
+// newMochi returns a mochi server tuned for thingif: no retained messages, no
+// shared subscriptions, no persistent sessions (sessions are forced clean by
+// the hooks; pending commands live in the store), small per-client queues
+// (the brokers do not fan out), and a packet size limit.
+func newMochi(c *Config) *mqtt.Server {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = c.MaxPacketSize
+	caps.RetainAvailable = 0
+	caps.SharedSubAvailable = 0
+	caps.WildcardSubAvailable = 0
+	caps.SubIDAvailable = 0
+	caps.MaximumSessionExpiryInterval = 0
+	caps.MaximumClientWritesPending = 64
+	caps.MaximumInflight = 256
+	caps.ReceiveMaximum = 256
+	caps.TopicAliasMaximum = 0
+	caps.MaximumMessageExpiryInterval = math.MaxUint32
+	return mqtt.New(&mqtt.Options{
+		Capabilities:            caps,
+		Logger:                  c.Logger,
+		SysTopicResendInterval:  math.MaxInt32, // nobody may subscribe to $SYS
+		ClientNetReadBufferSize: 1024,
+		// Writes go straight to the socket when nothing is queued; the
+		// buffer only batches bursts.
+		ClientNetWriteBufferSize: 1024,
+	})
+}
+
+// attach adds the bound listeners to a mochi server.
+func attach(srv *mqtt.Server, c *Config, lns []*Listener) error {
+	for _, l := range lns {
+		if l == nil {
+			continue
+		}
+		l.connectTimeout = c.ConnectTimeout
+		if err := srv.AddListener(l); err != nil {
+			return fmt.Errorf("add listener %s: %w", l.ID(), err)
+		}
+	}
+	return nil
+}
+
+// prepareSession is called from OnConnect on both brokers: it forces a clean
+// session (state that matters lives in the store, and a kept session would
+// be memory held for a client that may never return) and drops any will
+// message, because mochi publishes wills without an ACL check and a will on
+// another thing's topic would be a message injected into it.
+func prepareSession(cl *mqtt.Client) {
+	cl.Properties.Clean = true
+	cl.Properties.Props.SessionExpiryInterval = 0
+	cl.Properties.Props.SessionExpiryIntervalFlag = false
+	cl.Properties.Will = mqtt.Will{}
+}
+
+// serveRequest runs one request PUBLISH through the handler and writes the
+// answer to the client that sent it, on the request topic, at QoS 0. MQTT 5
+// correlation data is echoed.
+func serveRequest(c *Config, cl *mqtt.Client, pk packets.Packet, t codec.Topic, caller httpapi.Caller) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.HandlerTimeout)
+	defer cancel()
+	ctx = httpapi.WithCaller(ctx, caller)
+
+	w := codec.NewResponseWriter()
+	req, err := codec.NewHTTPRequest(ctx, t, pk.Payload, c.Limits)
+	if err != nil {
+		httpapi.WriteMalformedRequest(w, err)
+	} else {
+		req.RemoteAddr = cl.Net.Remote
+		c.Handler.ServeHTTP(w, req)
+	}
+	out := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   pk.TopicName,
+		Payload:     w.Bytes(),
+	}
+	if cl.Properties.ProtocolVersion == 5 && len(pk.Properties.CorrelationData) > 0 {
+		out.Properties.CorrelationData = pk.Properties.CorrelationData
+	}
+	if err := cl.WritePacket(out); err != nil {
+		c.Logger.Debug("write answer", "client", cl.ID, "topic", pk.TopicName, "error", err)
+	}
+}

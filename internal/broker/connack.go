@@ -1,0 +1,54 @@
+package broker
+
+import (
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Refusal is why a CONNECT is refused. Each has its MQTT 5 reason code and
+// its MQTT 3.1/3.1.1 return code.
+type Refusal int
+
+// The refusals the brokers use.
+const (
+	// RefuseClientID: the client ID is not the one this broker expects.
+	RefuseClientID Refusal = iota + 1
+	// RefuseCredentials: unknown username, wrong password, expired endpoint.
+	RefuseCredentials
+	// RefuseNotAuthorized: the credentials name something that may not
+	// connect here, such as an unknown app.
+	RefuseNotAuthorized
+	// RefuseUnavailable: the server cannot check the credentials now.
+	RefuseUnavailable
+)
+
+// codes returns the MQTT 5 reason code and the MQTT 3 return code.
+func (r Refusal) codes() (v5 packets.Code, v3 byte) {
+	switch r {
+	case RefuseClientID:
+		return packets.ErrClientIdentifierNotValid, 0x02
+	case RefuseCredentials:
+		return packets.ErrBadUsernameOrPassword, 0x04
+	case RefuseNotAuthorized:
+		return packets.ErrNotAuthorized, 0x05
+	default:
+		return packets.ErrServerUnavailable, 0x03
+	}
+}
+
+// refuse writes the CONNACK for a refused CONNECT and returns the error that
+// makes mochi end the connection. mochi's own mapping sends v3 clients 0x05
+// for a bad password and an invalid 0x87 for "not authorized", so the
+// CONNACK is built here for each protocol version.
+func refuse(cl *mqtt.Client, r Refusal) error {
+	v5, v3 := r.codes()
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}}
+	if cl.Properties.ProtocolVersion >= 5 {
+		ack.ReasonCode = v5.Code
+		ack.Properties.ReasonString = v5.Reason
+	} else {
+		ack.ReasonCode = v3
+	}
+	_ = cl.WritePacket(ack)
+	return v5
+}

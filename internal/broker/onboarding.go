@@ -1,0 +1,211 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingif/thingif/codec"
+	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/store"
+)
+
+// AnonymousClientID is the client ID every device uses on the onboarding
+// broker.
+const AnonymousClientID = "anonymous"
+
+// OnboardingConfig configures the onboarding broker.
+type OnboardingConfig struct {
+	Config
+	// Store is where apps are looked up. Required.
+	Store store.Store
+	// Verifier checks app keys. If nil, a private one is used.
+	Verifier *secret.Verifier
+}
+
+// Onboarding is the onboarding broker: devices connect with client ID
+// "anonymous" and their app's credentials, and may only publish requests
+// under p/anonymous/thing-if/apps/{APP_ID}/ (onboarding, in practice) and
+// subscribe to their own onboarding topic.
+//
+// MQTT says a second connection with a client ID takes the first one's
+// session over; here hundreds of devices share the ID "anonymous" at once.
+// The broker therefore renames every connection to a unique internal ID in
+// OnConnect, before mochi's takeover check, so connections never meet.
+type Onboarding struct {
+	cfg OnboardingConfig
+	srv *mqtt.Server
+	seq atomic.Uint64
+	// sessions maps *mqtt.Client to its *onboardingSession.
+	sessions sync.Map
+}
+
+type onboardingSession struct {
+	appID  string
+	prefix string // p/anonymous/thing-if/apps/{APP_ID}/
+}
+
+// NewOnboarding returns an onboarding broker serving on the given listeners
+// (nil entries are skipped). Call Start to begin serving.
+func NewOnboarding(cfg OnboardingConfig, lns ...*Listener) (*Onboarding, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("onboarding broker config: Store is required")
+	}
+	if cfg.Verifier == nil {
+		cfg.Verifier = new(secret.Verifier)
+	}
+	b := &Onboarding{cfg: cfg}
+	b.cfg.Logger = cfg.Logger.With("broker", "onboarding")
+	b.srv = newMochi(&b.cfg.Config)
+	if err := b.srv.AddHook(&onboardingHook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("add hook: %w", err)
+	}
+	if err := attach(b.srv, &b.cfg.Config, lns); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Start starts serving on the listeners.
+func (b *Onboarding) Start() error { return b.srv.Serve() }
+
+// Close stops the listeners and disconnects every client.
+func (b *Onboarding) Close() error { return b.srv.Close() }
+
+// Connections returns the number of connected clients.
+func (b *Onboarding) Connections() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
+
+func (b *Onboarding) session(cl *mqtt.Client) *onboardingSession {
+	v, ok := b.sessions.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*onboardingSession)
+}
+
+// parseAppCredentials reads the onboarding CONNECT's username
+// "type=oauth2&client_id={APP_ID}" and password "client_secret={APP_KEY}".
+// Parameters may come in any order; values are taken verbatim (no URL
+// unescaping: keys may contain '+').
+func parseAppCredentials(username, password []byte) (appID, key string, ok bool) {
+	u := params(string(username))
+	p := params(string(password))
+	if !strings.EqualFold(u["type"], "oauth2") || u["client_id"] == "" {
+		return "", "", false
+	}
+	k, ok := p["client_secret"]
+	if !ok {
+		return "", "", false
+	}
+	return u["client_id"], k, true
+}
+
+func params(s string) map[string]string {
+	m := make(map[string]string, 2)
+	for _, kv := range strings.Split(s, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+type onboardingHook struct {
+	mqtt.HookBase
+	b *Onboarding
+}
+
+func (h *onboardingHook) ID() string { return "thingif-onboarding" }
+
+func (h *onboardingHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+// OnConnect authenticates the app and gives the connection its unique ID.
+func (h *onboardingHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	prepareSession(cl)
+	if pk.Connect.ClientIdentifier != AnonymousClientID {
+		return refuse(cl, RefuseClientID)
+	}
+	appID, key, ok := parseAppCredentials(pk.Connect.Username, pk.Connect.Password)
+	if !ok {
+		return refuse(cl, RefuseCredentials)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
+	defer cancel()
+	app, err := h.b.cfg.Store.App(ctx, appID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return refuse(cl, RefuseNotAuthorized)
+	case err != nil:
+		h.b.cfg.Logger.Error("look up app", "app", appID, "error", err)
+		return refuse(cl, RefuseUnavailable)
+	}
+	if !h.b.cfg.Verifier.Verify(app.KeyHash, key) {
+		return refuse(cl, RefuseCredentials)
+	}
+	cl.ID = AnonymousClientID + "#" + strconv.FormatUint(h.b.seq.Add(1), 10)
+	h.b.sessions.Store(cl, &onboardingSession{
+		appID:  appID,
+		prefix: "p/" + AnonymousClientID + "/thing-if/apps/" + appID + "/",
+	})
+	return nil
+}
+
+// OnConnectAuthenticate lets through the connections OnConnect accepted.
+func (h *onboardingHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.b.session(cl) != nil
+}
+
+// OnACLCheck allows a client to subscribe to its own onboarding topic and to
+// publish under its app's request space; any other publish ends the
+// connection.
+func (h *onboardingHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s := h.b.session(cl)
+	if s == nil {
+		return false
+	}
+	if !write {
+		return topic == s.prefix+"onboardings"
+	}
+	if len(topic) > len(s.prefix) && strings.HasPrefix(topic, s.prefix) {
+		return true
+	}
+	h.b.cfg.Logger.Debug("publish refused", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
+	_ = h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	return false
+}
+
+// OnPublish serves the request and marks the packet ignored, so mochi
+// acknowledges it but delivers it nowhere.
+func (h *onboardingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	s := h.b.session(cl)
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	t, err := codec.ParseTopic(pk.TopicName)
+	if err != nil {
+		return pk, packets.ErrRejectPacket // cannot happen after the ACL check
+	}
+	serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.OnboardingBroker, AppID: s.appID})
+	return pk, packets.CodeSuccessIgnore
+}
+
+func (h *onboardingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.b.sessions.Delete(cl)
+}

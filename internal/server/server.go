@@ -1,0 +1,439 @@
+// Package server assembles a complete thingif server in one process: the
+// store, the REST API on HTTP and HTTPS, the onboarding broker and the API
+// broker, each on TCP, TLS, WebSocket and WebSocket over TLS.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/thingif/thingif/internal/broker"
+	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/sqlite"
+	"github.com/thingif/thingif/internal/store"
+)
+
+// Default listener addresses. The onboarding broker's are Kii's documented
+// ports; the API broker's are the next ones up.
+const (
+	DefaultOnboardTCP = ":1883"
+	DefaultOnboardTLS = ":8883"
+	DefaultOnboardWS  = ":12470"
+	DefaultOnboardWSS = ":12473"
+	DefaultMQTTTCP    = ":1884"
+	DefaultMQTTTLS    = ":8884"
+	DefaultMQTTWS     = ":12471"
+	DefaultMQTTWSS    = ":12474"
+	DefaultHTTP       = ":8080"
+	DefaultHTTPS      = ":8443"
+	DefaultDataDir    = "./thingif-data"
+	DefaultPublicHost = "localhost"
+)
+
+// AppCredential is an app ID and key given on the command line.
+type AppCredential struct{ ID, Key string }
+
+// ParseAppCredential parses "ID:KEY".
+func ParseAppCredential(s string) (AppCredential, error) {
+	id, key, ok := strings.Cut(s, ":")
+	if !ok || id == "" || key == "" {
+		return AppCredential{}, fmt.Errorf("app %q: want ID:KEY", s)
+	}
+	if strings.ContainsAny(id, "/+#") {
+		return AppCredential{}, fmt.Errorf("app %q: ID may not contain '/', '+' or '#'", s)
+	}
+	return AppCredential{ID: id, Key: key}, nil
+}
+
+// Config configures a Server. Use DefaultConfig and change what you need:
+// there, an empty address turns that listener off.
+type Config struct {
+	// DataDir holds the database, the generated TLS certificate and the
+	// development app's credentials.
+	DataDir string
+	// Apps are made sure to exist with these keys.
+	Apps []AppCredential
+	// PublicHost is advertised as mqttEndpoint.host.
+	PublicHost string
+
+	OnboardTCP, OnboardTLS, OnboardWS, OnboardWSS string
+	MQTTTCP, MQTTTLS, MQTTWS, MQTTWSS             string
+	HTTP, HTTPS                                   string
+
+	// EndpointTTL is the lifetime of issued MQTT endpoints. If zero, Kii's
+	// 2147483647 seconds.
+	EndpointTTL time.Duration
+	// TLSCert and TLSKey are PEM files. If both are empty, a self-signed
+	// certificate is generated in DataDir/tls.
+	TLSCert, TLSKey string
+	// PasswordCost is the argon2id cost of new password hashes. If zero,
+	// secret.DefaultCost.
+	PasswordCost secret.Cost
+	// Logger receives the logs. If nil, logs are discarded.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the zero-configuration setup of `thingif serve`.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:    DefaultDataDir,
+		PublicHost: DefaultPublicHost,
+		OnboardTCP: DefaultOnboardTCP, OnboardTLS: DefaultOnboardTLS, OnboardWS: DefaultOnboardWS, OnboardWSS: DefaultOnboardWSS,
+		MQTTTCP: DefaultMQTTTCP, MQTTTLS: DefaultMQTTTLS, MQTTWS: DefaultMQTTWS, MQTTWSS: DefaultMQTTWSS,
+		HTTP: DefaultHTTP, HTTPS: DefaultHTTPS,
+	}
+}
+
+// Validate names the first field that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("config: DataDir is required")
+	case c.PublicHost == "":
+		return errors.New("config: PublicHost is required")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("config: TLSCert and TLSKey go together")
+	case c.EndpointTTL < 0:
+		return errors.New("config: EndpointTTL is negative")
+	case c.EndpointTTL > 0 && c.EndpointTTL < time.Second:
+		return errors.New("config: EndpointTTL is under a second")
+	}
+	return nil
+}
+
+// Server is a running thingif server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   store.Store
+	cert    *certificate
+	handler *httpapi.Handler
+
+	onboard *broker.Onboarding
+	api     *broker.API
+	rest    []*http.Server
+
+	addrs []Addr
+	// DevApp is the development app created on first start when no app
+	// existed, or nil.
+	DevApp *AppCredential
+}
+
+// Addr is one bound listener.
+type Addr struct {
+	Name string // e.g. "onboard-tcp", "mqtt-wss", "https"
+	Addr net.Addr
+}
+
+// New opens the store, makes sure the apps exist, binds every listener and
+// starts serving. Close stops it.
+func New(ctx context.Context, cfg Config) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s = &Server{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			s.Close(context.Background())
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "thingif.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.store = db
+	if err := s.ensureApps(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadCertificate(); err != nil {
+		return nil, err
+	}
+	tlsConf := s.cert.tlsConfig()
+
+	listen := func(name string, t broker.Transport, addr string) (*broker.Listener, error) {
+		l, err := broker.Listen(t, addr, tlsConf)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if l != nil {
+			s.addrs = append(s.addrs, Addr{Name: name, Addr: l.Addr()})
+		}
+		return l, nil
+	}
+	var onboardLns, apiLns [4]*broker.Listener
+	for i, spec := range []struct {
+		name string
+		t    broker.Transport
+		addr string
+	}{
+		{"onboard-tcp", broker.TCP, cfg.OnboardTCP}, {"onboard-tls", broker.TLS, cfg.OnboardTLS},
+		{"onboard-ws", broker.WS, cfg.OnboardWS}, {"onboard-wss", broker.WSS, cfg.OnboardWSS},
+		{"mqtt-tcp", broker.TCP, cfg.MQTTTCP}, {"mqtt-tls", broker.TLS, cfg.MQTTTLS},
+		{"mqtt-ws", broker.WS, cfg.MQTTWS}, {"mqtt-wss", broker.WSS, cfg.MQTTWSS},
+	} {
+		l, err := listen(spec.name, spec.t, spec.addr)
+		if err != nil {
+			for _, l := range append(onboardLns[:], apiLns[:]...) {
+				if l != nil {
+					l.Close(func(string) {})
+				}
+			}
+			return nil, err
+		}
+		if i < 4 {
+			onboardLns[i] = l
+		} else {
+			apiLns[i-4] = l
+		}
+	}
+	advertised := httpapi.BrokerAddr{
+		Host:    cfg.PublicHost,
+		PortTCP: apiLns[0].Port(), PortSSL: apiLns[1].Port(), PortWS: apiLns[2].Port(), PortWSS: apiLns[3].Port(),
+	}
+
+	// The API broker pushes commands the handler stores, and the handler
+	// serves the requests the API broker receives: the broker gets the
+	// handler through a reference filled in once both exist.
+	ref := new(handlerRef)
+	bcfg := broker.Config{Handler: ref, Logger: s.log}
+	s.api, err = broker.NewAPI(broker.APIConfig{Config: bcfg, Store: s.store}, apiLns[:]...)
+	if err != nil {
+		return nil, fmt.Errorf("api broker: %w", err)
+	}
+	verifier := new(secret.Verifier)
+	s.handler, err = httpapi.New(httpapi.Config{
+		Store:        s.store,
+		Logger:       s.log.With("component", "httpapi"),
+		APIBroker:    func(string, string) httpapi.BrokerAddr { return advertised },
+		EndpointTTL:  cfg.EndpointTTL,
+		PasswordCost: cfg.PasswordCost,
+		Pusher:       s.api,
+		Verifier:     verifier,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("http handler: %w", err)
+	}
+	ref.h = s.handler
+	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store, Verifier: verifier}, onboardLns[:]...)
+	if err != nil {
+		return nil, fmt.Errorf("onboarding broker: %w", err)
+	}
+
+	if err := s.listenREST("http", cfg.HTTP, nil); err != nil {
+		return nil, err
+	}
+	if err := s.listenREST("https", cfg.HTTPS, tlsConf); err != nil {
+		return nil, err
+	}
+	if err := s.api.Start(); err != nil {
+		return nil, fmt.Errorf("start api broker: %w", err)
+	}
+	if err := s.onboard.Start(); err != nil {
+		return nil, fmt.Errorf("start onboarding broker: %w", err)
+	}
+	attrs := []any{}
+	for _, a := range s.addrs {
+		attrs = append(attrs, a.Name, a.Addr.String())
+	}
+	s.log.Info("thingif ready", attrs...)
+	return s, nil
+}
+
+type handlerRef struct{ h http.Handler }
+
+func (r *handlerRef) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.h.ServeHTTP(w, req) }
+
+func (s *Server) listenREST(name, addr string, tlsConf *tls.Config) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	s.addrs = append(s.addrs, Addr{Name: name, Addr: ln.Addr()})
+	var l net.Listener = lingerListener{Listener: ln, linger: time.Second}
+	if tlsConf != nil {
+		l = tls.NewListener(l, tlsConf)
+	}
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.rest = append(s.rest, hs)
+	go func() {
+		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve "+name, "error", err)
+		}
+	}()
+	return nil
+}
+
+// Addrs returns every bound listener.
+func (s *Server) Addrs() []Addr { return s.addrs }
+
+// Addr returns the bound address of the named listener, or nil.
+func (s *Server) Addr(name string) net.Addr {
+	for _, a := range s.addrs {
+		if a.Name == name {
+			return a.Addr
+		}
+	}
+	return nil
+}
+
+// Port returns the bound port of the named listener, or 0.
+func (s *Server) Port(name string) int {
+	if a, ok := s.Addr(name).(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// Store returns the server's store.
+func (s *Server) Store() store.Store { return s.store }
+
+// ReloadCertificate loads the TLS certificate again from its files; the
+// next TLS handshake on every listener uses it.
+func (s *Server) ReloadCertificate() error { return s.cert.load() }
+
+// Close stops every listener, disconnects every client, waits for running
+// work up to ctx's deadline and closes the store. It returns the first
+// error and keeps cleaning up after it.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	for _, hs := range s.rest {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown rest: %w", err))
+			hs.Close()
+		}
+	}
+	if s.onboard != nil {
+		if err := s.onboard.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close onboarding broker: %w", err))
+		}
+	}
+	if s.api != nil {
+		if err := s.api.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close api broker: %w", err))
+		}
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+func (s *Server) loadCertificate() error {
+	certFile, keyFile := s.cfg.TLSCert, s.cfg.TLSKey
+	if certFile == "" {
+		hosts := []string{s.cfg.PublicHost, "localhost", "127.0.0.1", "::1"}
+		var err error
+		certFile, keyFile, err = selfSigned(filepath.Join(s.cfg.DataDir, "tls"), hosts)
+		if err != nil {
+			return fmt.Errorf("self-signed certificate: %w", err)
+		}
+	}
+	s.cert = &certificate{certFile: certFile, keyFile: keyFile}
+	return s.cert.load()
+}
+
+// devAppFile keeps the development app's credentials so that every start can
+// print them: the store has only the key's hash. It is a development
+// convenience; apps given with --app are never written there.
+const devAppFile = "dev-app.json"
+
+// ensureApps stores the configured apps and, when none is configured and
+// none exists, creates a development app.
+func (s *Server) ensureApps(ctx context.Context) error {
+	verify := new(secret.Verifier)
+	for _, a := range s.cfg.Apps {
+		old, err := s.store.App(ctx, a.ID)
+		if err == nil && verify.Verify(old.KeyHash, a.Key) {
+			continue
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("load app %q: %w", a.ID, err)
+		}
+		if err := s.putApp(ctx, a, old.CreatedAt); err != nil {
+			return err
+		}
+	}
+	path := filepath.Join(s.cfg.DataDir, devAppFile)
+	if b, err := os.ReadFile(path); err == nil {
+		var a AppCredential
+		if json.Unmarshal(b, &a) == nil && a.ID != "" {
+			if old, err := s.store.App(ctx, a.ID); err == nil && verify.Verify(old.KeyHash, a.Key) {
+				s.DevApp = &a
+			}
+		}
+	}
+	if len(s.cfg.Apps) > 0 || s.DevApp != nil {
+		return nil
+	}
+	apps, err := s.store.Apps(ctx)
+	if err != nil {
+		return fmt.Errorf("list apps: %w", err)
+	}
+	if len(apps) > 0 {
+		return nil
+	}
+	a := AppCredential{ID: secret.NewID(4), Key: secret.NewID(16)}
+	if err := s.putApp(ctx, a, time.Time{}); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(a)
+	if err := writeFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", devAppFile, err)
+	}
+	s.DevApp = &a
+	return nil
+}
+
+func (s *Server) putApp(ctx context.Context, a AppCredential, created time.Time) error {
+	hash, err := secret.HashPassword(a.Key, s.cfg.PasswordCost)
+	if err != nil {
+		return fmt.Errorf("hash app key: %w", err)
+	}
+	if created.IsZero() {
+		created = time.Now()
+	}
+	if err := s.store.PutApp(ctx, store.App{ID: a.ID, KeyHash: hash, AllowAnonymous: true, CreatedAt: created}); err != nil {
+		return fmt.Errorf("store app %q: %w", a.ID, err)
+	}
+	return nil
+}
+
+// HostPort joins the public host with a bound port.
+func (s *Server) HostPort(name string) string {
+	return net.JoinHostPort(s.cfg.PublicHost, strconv.Itoa(s.Port(name)))
+}
