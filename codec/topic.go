@@ -56,7 +56,7 @@ func (t Topic) validate() error {
 		return fmt.Errorf("client ID %q: %w", t.ClientID, ErrTopic)
 	case t.AppID == "" || t.AppID == "." || t.AppID == ".." || strings.ContainsAny(t.AppID, "/+#"):
 		return fmt.Errorf("app ID %q: %w", t.AppID, ErrTopic)
-	case t.Rest == "" || t.Rest[0] == '/' || strings.ContainsAny(t.Rest, "+#"):
+	case t.restPath() == "" || t.Rest[0] == '/' || strings.ContainsAny(t.Rest, "+#"):
 		return fmt.Errorf("path %.80q: %w", t.Rest, ErrTopic)
 	}
 	if hasDotSegment(t.restPath()) {
