@@ -43,6 +43,9 @@ func Listen(t Transport, addr string, tlsConfig *tls.Config) (*Listener, error) 
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", t, err)
 	}
+	if tlsConfig != nil {
+		tlsConfig = tlsConfig.Clone() // the HTTP server below edits its copy
+	}
 	return &Listener{transport: t, ln: ln, tls: tlsConfig, conns: make(map[net.Conn]struct{})}, nil
 }
 
@@ -173,6 +176,8 @@ func (l *Listener) serveWebSocket(establish listeners.EstablishFn) {
 			l.handle(&wsConn{Conn: ws.UnderlyingConn(), ws: ws}, establish)
 		}),
 		ReadHeaderTimeout: l.connectTimeout,
+		// WebSocket upgrades are HTTP/1.1: never offer h2.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 	}
 	l.mu.Lock()

@@ -219,7 +219,6 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("api broker: %w", err)
 	}
-	verifier := new(secret.Verifier)
 	s.handler, err = httpapi.New(httpapi.Config{
 		Store:        s.store,
 		Logger:       s.log.With("component", "httpapi"),
@@ -227,13 +226,12 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		EndpointTTL:  cfg.EndpointTTL,
 		PasswordCost: cfg.PasswordCost,
 		Pusher:       s.api,
-		Verifier:     verifier,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("http handler: %w", err)
 	}
 	ref.h = s.handler
-	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store, Verifier: verifier}, onboardLns[:]...)
+	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store}, onboardLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding broker: %w", err)
 	}
@@ -273,7 +271,7 @@ func (s *Server) listenREST(name, addr string, tlsConf *tls.Config) error {
 	s.addrs = append(s.addrs, Addr{Name: name, Addr: ln.Addr()})
 	var l net.Listener = lingerListener{Listener: ln, linger: time.Second}
 	if tlsConf != nil {
-		l = tls.NewListener(l, tlsConf)
+		l = tls.NewListener(l, tlsConf.Clone())
 	}
 	hs := &http.Server{
 		Handler:           s.handler,
