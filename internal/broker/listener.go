@@ -178,7 +178,7 @@ func (l *Listener) serveWebSocket(establish listeners.EstablishFn) {
 		ReadHeaderTimeout: l.connectTimeout,
 		// WebSocket upgrades are HTTP/1.1: never offer h2.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+		ErrorLog:     slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 	}
 	l.mu.Lock()
 	if l.closed {
