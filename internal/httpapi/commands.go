@@ -270,8 +270,12 @@ func (h *Handler) listCommands(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = min(n, maxCommandLimit)
 	}
-	cmds, next, err := h.store.Commands(r.Context(), thingID, q.Get("paginationKey"), limit)
-	if errors.Is(err, store.ErrNotFound) {
+	key := q.Get("paginationKey")
+	cmds, next, err := h.store.Commands(r.Context(), thingID, key, limit)
+	if err != nil && key != "" && r.Context().Err() == nil {
+		// The key's format belongs to the store, which has no sentinel for
+		// a bad one: blame the key, but keep the cause in the log.
+		h.log.Debug("list commands", keyThing, thingID, keyErr, err)
 		return errInvalidInput.with("paginationKey is not valid")
 	}
 	if err != nil {
