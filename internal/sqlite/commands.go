@@ -1,0 +1,145 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+// scanCommand scans a command row and returns its internal sequence number,
+// the pagination position.
+func scanCommand(s scanner) (store.Command, int64, error) {
+	var c store.Command
+	var seq, created, modified int64
+	var state string
+	if err := s.Scan(&seq, &c.ID, &c.AppID, &c.ThingID, &state, &c.Issuer, &c.Schema, &c.SchemaVersion,
+		jsonDest(&c.Actions), jsonDest(&c.ActionResults), &c.Title, &c.Description, jsonDest(&c.Metadata),
+		&created, &modified); err != nil {
+		return store.Command{}, 0, err
+	}
+	c.State = store.CommandState(state)
+	c.CreatedAt = fromMillis(created)
+	c.ModifiedAt = fromMillis(modified)
+	return c, seq, nil
+}
+
+// CreateCommand stores a new command. It returns store.ErrConflict if the
+// command ID is taken and store.ErrNotFound if its thing does not exist. The
+// command is in the WAL when CreateCommand returns.
+func (db *DB) CreateCommand(ctx context.Context, c store.Command) error {
+	if _, err := db.ws.createCommand.ExecContext(ctx, c.ID, c.AppID, c.ThingID, string(c.State), c.Issuer,
+		c.Schema, c.SchemaVersion, jsonArg(c.Actions), jsonArg(c.ActionResults), c.Title, c.Description,
+		jsonArg(c.Metadata), millis(c.CreatedAt), millis(c.ModifiedAt)); err != nil {
+		return fmt.Errorf("create command %q: %w", c.ID, translate(err))
+	}
+	return nil
+}
+
+// Command returns a command of the thing, or store.ErrNotFound.
+func (db *DB) Command(ctx context.Context, thingID, id string) (store.Command, error) {
+	c, _, err := scanCommand(db.rs.command.QueryRowContext(ctx, thingID, id))
+	if err != nil {
+		return store.Command{}, notFound(err, fmt.Sprintf("command %q", id))
+	}
+	return c, nil
+}
+
+// Commands lists the commands of a thing, newest first, at most limit (all
+// when limit <= 0), after the position named by paginationKey. The key is
+// the decimal sequence number of the last command of the previous page; it
+// stays valid while commands are added.
+func (db *DB) Commands(ctx context.Context, thingID, paginationKey string, limit int) ([]store.Command, string, error) {
+	before := int64(math.MaxInt64)
+	if paginationKey != "" {
+		k, err := strconv.ParseInt(paginationKey, 10, 64)
+		if err != nil || k <= 0 {
+			return nil, "", fmt.Errorf("commands of %q: invalid pagination key %q", thingID, paginationKey)
+		}
+		before = k
+	}
+	sqlLimit := int64(-1)
+	if limit > 0 {
+		sqlLimit = int64(limit) + 1 // one more tells whether there is a next page
+	}
+	rows, err := db.rs.commandsFrom.QueryContext(ctx, thingID, before, sqlLimit)
+	if err != nil {
+		return nil, "", fmt.Errorf("commands of %q: %w", thingID, err)
+	}
+	defer rows.Close()
+	var cmds []store.Command
+	var seqs []int64
+	for rows.Next() {
+		c, seq, err := scanCommand(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("commands of %q: %w", thingID, err)
+		}
+		cmds = append(cmds, c)
+		seqs = append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("commands of %q: %w", thingID, err)
+	}
+	if limit > 0 && len(cmds) > limit {
+		return cmds[:limit], strconv.FormatInt(seqs[limit-1], 10), nil
+	}
+	return cmds, "", nil
+}
+
+// PendingCommands returns the thing's commands still in state SENDING,
+// oldest first.
+func (db *DB) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {
+	rows, err := db.rs.pendingCommands.QueryContext(ctx, thingID)
+	if err != nil {
+		return nil, fmt.Errorf("pending commands of %q: %w", thingID, err)
+	}
+	defer rows.Close()
+	var cmds []store.Command
+	for rows.Next() {
+		c, _, err := scanCommand(rows)
+		if err != nil {
+			return nil, fmt.Errorf("pending commands of %q: %w", thingID, err)
+		}
+		cmds = append(cmds, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pending commands of %q: %w", thingID, err)
+	}
+	return cmds, nil
+}
+
+// MarkDelivered moves a command from SENDING to DELIVERED and reports
+// whether it did. It returns store.ErrNotFound if the thing has no such
+// command.
+func (db *DB) MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error) {
+	res, err := db.ws.markDelivered.ExecContext(ctx, millis(at), thingID, id)
+	if err != nil {
+		return false, fmt.Errorf("mark command %q delivered: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("mark command %q delivered: %w", id, err)
+	}
+	if n > 0 {
+		return true, nil
+	}
+	// Rare path: tell "not SENDING" from "no such command".
+	if _, err := db.Command(ctx, thingID, id); err != nil {
+		return false, fmt.Errorf("mark delivered: %w", err)
+	}
+	return false, nil
+}
+
+// SetActionResults stores the action results of a command, moves it to
+// state and returns the updated command, or store.ErrNotFound.
+func (db *DB) SetActionResults(ctx context.Context, thingID, id string, results json.RawMessage, state store.CommandState, at time.Time) (store.Command, error) {
+	c, _, err := scanCommand(db.ws.setActionResults.QueryRowContext(ctx, jsonArg(results), string(state), millis(at), thingID, id))
+	if err != nil {
+		return store.Command{}, notFound(err, fmt.Sprintf("set action results of command %q", id))
+	}
+	return c, nil
+}

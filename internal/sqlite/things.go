@@ -1,0 +1,104 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+func scanThing(s scanner) (store.Thing, error) {
+	var t store.Thing
+	var created, modified int64
+	if err := s.Scan(&t.ID, &t.AppID, &t.VendorThingID, &t.PasswordHash, &t.ThingType, &t.FirmwareVersion,
+		&t.LayoutPosition, jsonDest(&t.Properties), &t.DataGroupingInterval, &created, &modified); err != nil {
+		return store.Thing{}, err
+	}
+	t.CreatedAt = fromMillis(created)
+	t.ModifiedAt = fromMillis(modified)
+	return t, nil
+}
+
+// Thing returns a thing of the app by its thing ID, or store.ErrNotFound.
+func (db *DB) Thing(ctx context.Context, appID, thingID string) (store.Thing, error) {
+	t, err := scanThing(db.rs.thing.QueryRowContext(ctx, appID, thingID))
+	if err != nil {
+		return store.Thing{}, notFound(err, fmt.Sprintf("thing %q", thingID))
+	}
+	return t, nil
+}
+
+// ThingByVendorID returns a thing of the app by its vendorThingID, or
+// store.ErrNotFound.
+func (db *DB) ThingByVendorID(ctx context.Context, appID, vendorThingID string) (store.Thing, error) {
+	t, err := scanThing(db.rs.thingByVendorID.QueryRowContext(ctx, appID, vendorThingID))
+	if err != nil {
+		return store.Thing{}, notFound(err, fmt.Sprintf("thing with vendorThingID %q", vendorThingID))
+	}
+	return t, nil
+}
+
+// UpdateThing replaces the mutable fields of an existing thing of t.AppID,
+// or returns store.ErrNotFound.
+func (db *DB) UpdateThing(ctx context.Context, t store.Thing) error {
+	return updateThing(ctx, db.ws.updateThing, t)
+}
+
+func updateThing(ctx context.Context, stmt *sql.Stmt, t store.Thing) error {
+	res, err := stmt.ExecContext(ctx, t.ThingType, t.FirmwareVersion, t.LayoutPosition, jsonArg(t.Properties),
+		t.DataGroupingInterval, millis(t.ModifiedAt), t.AppID, t.ID)
+	if err != nil {
+		return fmt.Errorf("update thing %q: %w", t.ID, translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("update thing %q: %w", t.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("update thing %q: %w", t.ID, store.ErrNotFound)
+	}
+	return nil
+}
+
+func insertThing(ctx context.Context, stmt *sql.Stmt, t store.Thing) error {
+	if _, err := stmt.ExecContext(ctx, t.ID, t.AppID, t.VendorThingID, t.PasswordHash, t.ThingType,
+		t.FirmwareVersion, t.LayoutPosition, jsonArg(t.Properties), t.DataGroupingInterval,
+		millis(t.CreatedAt), millis(t.ModifiedAt)); err != nil {
+		return fmt.Errorf("insert thing %q: %w", t.ID, translate(err))
+	}
+	return nil
+}
+
+// SaveOnboarding stores one onboarding in one transaction: the thing
+// (inserted or updated), the installation (upserted) and the token
+// (inserted). On any error nothing is stored.
+func (db *DB) SaveOnboarding(ctx context.Context, o store.Onboarding) (err error) {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save onboarding: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if o.NewThing {
+		err = insertThing(ctx, tx.StmtContext(ctx, db.ws.insertThing), o.Thing)
+	} else {
+		err = updateThing(ctx, tx.StmtContext(ctx, db.ws.updateThing), o.Thing)
+	}
+	if err != nil {
+		return fmt.Errorf("save onboarding: %w", err)
+	}
+	if err = putInstallation(ctx, tx.StmtContext(ctx, db.ws.putInstallation), o.Installation); err != nil {
+		return fmt.Errorf("save onboarding: %w", err)
+	}
+	if err = putToken(ctx, tx.StmtContext(ctx, db.ws.putToken), o.Token); err != nil {
+		return fmt.Errorf("save onboarding: %w", err)
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("save onboarding: commit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+func putToken(ctx context.Context, stmt *sql.Stmt, t store.Token) error {
+	if _, err := stmt.ExecContext(ctx, t.Hash, t.AppID, string(t.Kind), t.Subject,
+		millis(t.ExpiresAt), millis(t.CreatedAt)); err != nil {
+		return fmt.Errorf("put token: %w", translate(err))
+	}
+	return nil
+}
+
+// PutToken stores a token. It returns store.ErrConflict if a token with the
+// same digest exists and store.ErrNotFound if its app does not.
+func (db *DB) PutToken(ctx context.Context, t store.Token) error {
+	return putToken(ctx, db.ws.putToken, t)
+}
+
+// Token returns the token with the given digest, or store.ErrNotFound.
+// Expired tokens are returned too.
+func (db *DB) Token(ctx context.Context, hash string) (store.Token, error) {
+	var t store.Token
+	var kind string
+	var expires, created int64
+	err := db.rs.token.QueryRowContext(ctx, hash).Scan(&t.Hash, &t.AppID, &kind, &t.Subject, &expires, &created)
+	if err != nil {
+		// The digest is a credential: keep it out of error messages.
+		return store.Token{}, notFound(err, "token")
+	}
+	t.Kind = store.TokenKind(kind)
+	t.ExpiresAt = fromMillis(expires)
+	t.CreatedAt = fromMillis(created)
+	return t, nil
+}
+
+// DeleteToken removes a token; deleting a missing one is not an error.
+func (db *DB) DeleteToken(ctx context.Context, hash string) error {
+	if _, err := db.ws.deleteToken.ExecContext(ctx, hash); err != nil {
+		return fmt.Errorf("delete token: %w", err)
+	}
+	return nil
+}

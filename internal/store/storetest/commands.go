@@ -1,0 +1,244 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+func newCommand(thingID, id string, created int) store.Command {
+	return store.Command{
+		ID: id, AppID: "app1", ThingID: thingID, State: store.CommandSending, Issuer: "user:u1",
+		Actions:   json.RawMessage(`[{"AirConditionerAlias":[{"turnPower":true},{"setTemp":25}]}]`),
+		CreatedAt: at(created), ModifiedAt: at(created),
+	}
+}
+
+func testCommandRoundTrip(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	v1 := store.Command{
+		ID: "c-v1", AppID: "app1", ThingID: "th.1", State: store.CommandSending, Issuer: "user:u1",
+		Schema: "HelloThingIF-Schema", SchemaVersion: 1,
+		Actions:       json.RawMessage(`[{"turnPower":{"power":true}},{"setFanSpeed":{"fanSpeed":5}}]`),
+		ActionResults: json.RawMessage(`[{"turnPower":{"succeeded":true}}]`),
+		Title:         "Power on", Description: "turn it on",
+		Metadata:  json.RawMessage(`{"k":"v"}`),
+		CreatedAt: at(10), ModifiedAt: at(11),
+	}
+	v2 := newCommand("th.1", "c-v2", 12) // nil ActionResults and Metadata
+	v2.Issuer = "group:g1"
+	empties := newCommand("th.1", "c-empties", 13)
+	empties.Issuer = ""
+	empties.Metadata = json.RawMessage(`{}`)
+	empties.ActionResults = json.RawMessage(`[]`)
+	zeroTimes := newCommand("th.1", "c-zero", 0)
+	zeroTimes.CreatedAt = time.Time{}
+	zeroTimes.ModifiedAt = time.Time{}
+	done := newCommand("th.1", "c-done", 14)
+	done.State = store.CommandIncomplete
+
+	for _, c := range []store.Command{v1, v2, empties, zeroTimes, done} {
+		must(t, "CreateCommand "+c.ID, s.CreateCommand(ctx, c))
+		got, err := s.Command(ctx, "th.1", c.ID)
+		must(t, "Command "+c.ID, err)
+		diff(t, "Command "+c.ID, got, c)
+	}
+}
+
+func testCommandNotFound(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1)))
+
+	_, err := s.Command(ctx, "th.1", "nope")
+	wantErr(t, "Command missing", err, store.ErrNotFound)
+	_, err = s.Command(ctx, "th.2", "c1")
+	wantErr(t, "Command of other thing", err, store.ErrNotFound)
+	wantErr(t, "CreateCommand for unknown thing", s.CreateCommand(ctx, newCommand("th.nope", "c2", 1)), store.ErrNotFound)
+	wantErr(t, "CreateCommand with taken ID", s.CreateCommand(ctx, newCommand("th.1", "c1", 2)), store.ErrConflict)
+	_, err = s.SetActionResults(ctx, "th.1", "nope", json.RawMessage(`[]`), store.CommandDone, at(5))
+	wantErr(t, "SetActionResults missing", err, store.ErrNotFound)
+	_, err = s.SetActionResults(ctx, "th.2", "c1", json.RawMessage(`[]`), store.CommandDone, at(5))
+	wantErr(t, "SetActionResults of other thing", err, store.ErrNotFound)
+	_, err = s.MarkDelivered(ctx, "th.1", "nope", at(5))
+	wantErr(t, "MarkDelivered missing", err, store.ErrNotFound)
+
+	got, err := s.Command(ctx, "th.1", "c1")
+	must(t, "Command c1", err)
+	diff(t, "c1 untouched", got, newCommand("th.1", "c1", 1))
+}
+
+func testPendingCommands(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+
+	pending, err := s.PendingCommands(ctx, "th.1")
+	must(t, "PendingCommands on no commands", err)
+	if len(pending) != 0 {
+		t.Fatalf("PendingCommands=%v, want none", pending)
+	}
+	for i := range 5 {
+		must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", fmt.Sprint("c", i), i)))
+	}
+	must(t, "CreateCommand th.2", s.CreateCommand(ctx, newCommand("th.2", "other", 0)))
+	ok, err := s.MarkDelivered(ctx, "th.1", "c1", at(10))
+	if err != nil || !ok {
+		t.Fatalf("MarkDelivered(c1)=%v, %v; want true, nil", ok, err)
+	}
+	_, err = s.SetActionResults(ctx, "th.1", "c3", json.RawMessage(`[]`), store.CommandDone, at(11))
+	must(t, "SetActionResults", err)
+
+	pending, err = s.PendingCommands(ctx, "th.1")
+	must(t, "PendingCommands", err)
+	diff(t, "PendingCommands oldest first", pending, []store.Command{
+		newCommand("th.1", "c0", 0), newCommand("th.1", "c2", 2), newCommand("th.1", "c4", 4),
+	})
+}
+
+func testMarkDelivered(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1)))
+
+	ok, err := s.MarkDelivered(ctx, "th.1", "c1", at(5))
+	if err != nil || !ok {
+		t.Fatalf("first MarkDelivered=%v, %v; want true, nil", ok, err)
+	}
+	want := newCommand("th.1", "c1", 1)
+	want.State, want.ModifiedAt = store.CommandDelivered, at(5)
+	got, err := s.Command(ctx, "th.1", "c1")
+	must(t, "Command", err)
+	diff(t, "delivered command", got, want)
+
+	ok, err = s.MarkDelivered(ctx, "th.1", "c1", at(6))
+	if err != nil || ok {
+		t.Fatalf("second MarkDelivered=%v, %v; want false, nil", ok, err)
+	}
+	got, err = s.Command(ctx, "th.1", "c1")
+	must(t, "Command", err)
+	diff(t, "command after second MarkDelivered", got, want)
+
+	// A command that already has results stays DONE.
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c2", 2)))
+	done, err := s.SetActionResults(ctx, "th.1", "c2", json.RawMessage(`[{"a":{"succeeded":true}}]`), store.CommandDone, at(7))
+	must(t, "SetActionResults", err)
+	ok, err = s.MarkDelivered(ctx, "th.1", "c2", at(8))
+	if err != nil || ok {
+		t.Fatalf("MarkDelivered of DONE command=%v, %v; want false, nil", ok, err)
+	}
+	got, err = s.Command(ctx, "th.1", "c2")
+	must(t, "Command", err)
+	diff(t, "DONE command after MarkDelivered", got, done)
+}
+
+func testSetActionResults(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1)))
+	_, err := s.MarkDelivered(ctx, "th.1", "c1", at(2))
+	must(t, "MarkDelivered", err)
+
+	results := json.RawMessage(`[{"AirConditionerAlias":[{"turnPower":{"succeeded":true}},{"setTemp":{"succeeded":false,"errorMessage":"too hot"}}]}]`)
+	got, err := s.SetActionResults(ctx, "th.1", "c1", results, store.CommandIncomplete, at(3))
+	must(t, "SetActionResults", err)
+	want := newCommand("th.1", "c1", 1)
+	want.State, want.ActionResults, want.ModifiedAt = store.CommandIncomplete, results, at(3)
+	diff(t, "SetActionResults result", got, want)
+	stored, err := s.Command(ctx, "th.1", "c1")
+	must(t, "Command", err)
+	diff(t, "stored command", stored, want)
+
+	// Results may be reported again; the last report wins.
+	results2 := json.RawMessage(`[{"AirConditionerAlias":[{"turnPower":{"succeeded":true}},{"setTemp":{"succeeded":true}}]}]`)
+	got, err = s.SetActionResults(ctx, "th.1", "c1", results2, store.CommandDone, at(4))
+	must(t, "SetActionResults again", err)
+	want.State, want.ActionResults, want.ModifiedAt = store.CommandDone, results2, at(4)
+	diff(t, "second SetActionResults", got, want)
+}
+
+func testCommandsPagination(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+
+	cmds, next, err := s.Commands(ctx, "th.1", "", 10)
+	must(t, "Commands of no commands", err)
+	if len(cmds) != 0 || next != "" {
+		t.Fatalf("Commands of no commands=%v, %q; want none, \"\"", cmds, next)
+	}
+
+	// Equal creation times: the order is the order of creation.
+	const n = 7
+	var want []string // newest first
+	for i := range n {
+		id := fmt.Sprint("c", i)
+		must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", id, 0)))
+		must(t, "CreateCommand th.2", s.CreateCommand(ctx, newCommand("th.2", "other-"+id, 0)))
+		want = append([]string{id}, want...)
+	}
+
+	for _, limit := range []int{-1, 0, 1, 2, 3, n - 1, n, n + 1, 100} {
+		t.Run(fmt.Sprint("limit=", limit), func(t *testing.T) {
+			var got []string
+			key := ""
+			for page := 0; ; page++ {
+				if page > n+1 {
+					t.Fatalf("pagination did not end after %d pages; got %v", page, got)
+				}
+				cmds, next, err := s.Commands(ctx, "th.1", key, limit)
+				must(t, "Commands", err)
+				if limit > 0 && len(cmds) > limit {
+					t.Fatalf("page %d has %d commands, limit %d", page, len(cmds), limit)
+				}
+				for _, c := range cmds {
+					got = append(got, c.ID)
+				}
+				if next == "" {
+					break
+				}
+				if len(cmds) == 0 {
+					t.Fatalf("page %d is empty but next=%q", page, next)
+				}
+				key = next
+			}
+			diff(t, "walked commands", got, want)
+		})
+	}
+
+	// A key stays valid while commands are added: the new command is on
+	// the first page, not in the middle of the walk.
+	first, next, err := s.Commands(ctx, "th.1", "", 3)
+	must(t, "Commands first page", err)
+	must(t, "CreateCommand during walk", s.CreateCommand(ctx, newCommand("th.1", "late", 0)))
+	got := ids(first)
+	for next != "" {
+		var page []store.Command
+		page, next, err = s.Commands(ctx, "th.1", next, 3)
+		must(t, "Commands", err)
+		got = append(got, ids(page)...)
+	}
+	diff(t, "walk while adding", got, want)
+	all, next, err := s.Commands(ctx, "th.1", "", 0)
+	must(t, "Commands all", err)
+	if next != "" {
+		t.Fatalf("Commands with limit 0: next=%q, want \"\"", next)
+	}
+	diff(t, "all commands", ids(all), append([]string{"late"}, want...))
+
+	// Full records come back, not just IDs.
+	diff(t, "newest record", all[1], newCommand("th.1", want[0], 0))
+}
+
+func ids(cmds []store.Command) []string {
+	var s []string
+	for _, c := range cmds {
+		s = append(s, c.ID)
+	}
+	return s
+}
