@@ -130,6 +130,7 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 		if newThing && errors.Is(err, store.ErrConflict) && attempt < 3 {
 			// A concurrent first onboarding of the same vendorThingID won
 			// the race: go again as an onboarding of the existing thing.
+			h.log.Debug("first onboarding lost a race; retrying", keyThing, thing.ID)
 			continue
 		}
 		if err != nil {

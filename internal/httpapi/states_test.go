@@ -1,0 +1,133 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestStates(t *testing.T) {
+	e := newEnv(t)
+	o := e.onboard("v-1", "pw")
+	th := bearer(o.AccessToken)
+	base := "/thing-if/apps/" + testApp + "/targets/thing:" + o.ThingID
+	const (
+		multi = "application/vnd.kii.MultipleTraitState+json"
+		patch = "application/vnd.kii.MultipleTraitStatePatch+json"
+		bulk  = "application/vnd.kii.StateBulkUploadRequest+json"
+	)
+	// Steps run in order: each builds on the state the previous left.
+	steps := []struct {
+		name, method, path, contentType, body string
+		status                                int
+		code                                  string
+		want                                  string // GET answer after the step; "" for 404
+	}{
+		{"none yet", "GET", "/states", "", "", 404, "STATE_NOT_FOUND", ""},
+		{"v1 put", "PUT", "/states", "application/json", `{"power":true,  "temp":25}`, 204, "", `{"power":true,"temp":25}`},
+		{"v1 put without content type", "PUT", "/states", "", `{"power":false}`, 204, "", `{"power":false}`},
+		{"v1 patch", "PATCH", "/states", "application/json; charset=utf-8", `{"temp":20}`, 204, "", `{"power":false,"temp":20}`},
+		{"v2 put replaces v1", "PUT", "/states", multi, `{"AirCon":{"power":true},"Fan":{"speed":1}}`, 204, "", `{"AirCon":{"power":true},"Fan":{"speed":1}}`},
+		{"v2 patch merges", "PATCH", "/states", patch, `{"Fan":{"dir":"up"},"Lamp":{"on":true}}`, 204, "",
+			`{"AirCon":{"power":true},"Fan":{"dir":"up","speed":1},"Lamp":{"on":true}}`},
+		{"v2 put replaces", "PUT", "/states", multi, `{"AirCon":{"power":false}}`, 204, "", `{"AirCon":{"power":false}}`},
+		{"v1 array", "PUT", "/states", "application/json", `[1]`, 400, "INVALID_INPUT_DATA", `{"AirCon":{"power":false}}`},
+		{"v2 member not object", "PUT", "/states", multi, `{"AirCon":1}`, 400, "INVALID_INPUT_DATA", `{"AirCon":{"power":false}}`},
+		{"v2 empty alias", "PUT", "/states", multi, `{"":{}}`, 400, "INVALID_INPUT_DATA", `{"AirCon":{"power":false}}`},
+		{"not json", "PUT", "/states", "application/json", `{"power"`, 400, "INVALID_INPUT_DATA", `{"AirCon":{"power":false}}`},
+		{"patch type on put", "PUT", "/states", patch, `{"AirCon":{}}`, 415, "UNSUPPORTED_MEDIA_TYPE", `{"AirCon":{"power":false}}`},
+		{"text", "PUT", "/states", "text/plain", `{}`, 415, "UNSUPPORTED_MEDIA_TYPE", `{"AirCon":{"power":false}}`},
+		{"bulk", "POST", "/states-bulk", bulk,
+			`{"states":[{"timestamp":3000,"state":{"AirCon":{"power":true}}},{"timestamp":1000,"state":{"AirCon":{"power":false},"Fan":{"speed":3}}}]}`,
+			204, "", `{"AirCon":{"power":true}}`},
+		{"bulk without timestamps", "POST", "/states-bulk", bulk, `{"states":[{"state":{"Fan":{"speed":2}}}]}`, 204, "", `{"Fan":{"speed":2}}`},
+		{"bulk empty", "POST", "/states-bulk", bulk, `{"states":[]}`, 400, "INVALID_INPUT_DATA", `{"Fan":{"speed":2}}`},
+		{"bulk bad item", "POST", "/states-bulk", bulk, `{"states":[{"state":{"Fan":{"speed":9}}},{"state":{"Fan":1}}]}`, 400, "INVALID_INPUT_DATA", `{"Fan":{"speed":2}}`},
+		{"bulk negative time", "POST", "/states-bulk", bulk, `{"states":[{"timestamp":-1,"state":{"Fan":{}}}]}`, 400, "INVALID_INPUT_DATA", `{"Fan":{"speed":2}}`},
+		{"bulk wrong type", "POST", "/states-bulk", "text/plain", `{"states":[{"state":{"Fan":{}}}]}`, 415, "UNSUPPORTED_MEDIA_TYPE", `{"Fan":{"speed":2}}`},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			h := th
+			if s.contentType != "" {
+				h = with(h, "Content-Type", s.contentType)
+			}
+			check(t, e.do(s.method, base+s.path, s.body, h...), s.status, s.code)
+			r := e.do("GET", base+"/states", "", th...)
+			if s.want == "" {
+				check(t, r, 404, "STATE_NOT_FOUND")
+				return
+			}
+			check(t, r, 200, "")
+			var got, want any
+			r.decode(t, &got)
+			if err := json.Unmarshal([]byte(s.want), &want); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("state %s (-want +got):\n%s", r.body, diff)
+			}
+		})
+	}
+	t.Run("alias", func(t *testing.T) {
+		r := e.do("GET", base+"/states/aliases/Fan", "", th...)
+		check(t, r, 200, "")
+		if got, want := string(r.body), `{"speed":2}`; got != want {
+			t.Fatalf("alias state %s, want %s", got, want)
+		}
+		check(t, e.do("GET", base+"/states/aliases/Nope", "", th...), 404, "STATE_NOT_FOUND")
+	})
+	t.Run("upper-case target kind", func(t *testing.T) {
+		path := "/thing-if/apps/" + testApp + "/targets/THING:" + o.ThingID + "/states"
+		check(t, e.do("PUT", path, `{"x":1}`, with(th, "Content-Type", "application/json")...), 204, "")
+	})
+}
+
+func TestStatesAccess(t *testing.T) {
+	e := newEnv(t)
+	o := e.onboard("v-1", "pw")
+	other := e.onboard("v-2", "pw")
+	admin := e.appToken(testApp, testAppKey)
+	anon := e.appToken(testApp, "dummy")
+	states := func(thingID string) string { return "/thing-if/apps/" + testApp + "/targets/thing:" + thingID + "/states" }
+	tests := []struct {
+		name, method, path, token string
+		status                    int
+		code                      string
+	}{
+		{"admin", "PUT", states(o.ThingID), admin, 204, ""},
+		{"admin unknown thing", "PUT", states("th.nope"), admin, 404, "TARGET_NOT_FOUND"},
+		{"thing on another", "PUT", states(other.ThingID), o.AccessToken, 403, "WRONG_TOKEN"},
+		{"thing on unknown", "PUT", states("th.nope"), o.AccessToken, 403, "WRONG_TOKEN"},
+		{"thing reads another", "GET", states(other.ThingID), o.AccessToken, 403, "WRONG_TOKEN"},
+		{"anonymous", "PUT", states(o.ThingID), anon, 403, "WRONG_TOKEN"},
+		{"other app's path", "PUT", "/thing-if/apps/" + closedApp + "/targets/thing:" + o.ThingID + "/states", o.AccessToken, 403, "WRONG_TOKEN"},
+		{"no token", "PUT", states(o.ThingID), "", 401, "UNAUTHORIZED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := []string{"Content-Type", "application/json"}
+			if tt.token != "" {
+				h = with(h, bearer(tt.token)...)
+			}
+			check(t, e.do(tt.method, tt.path, `{"by":"`+tt.name+`"}`, h...), tt.status, tt.code)
+		})
+	}
+	// Only the admin's write landed; the refused ones changed nothing.
+	for _, th := range []string{o.ThingID, other.ThingID} {
+		got, err := e.st.States(context.Background(), th)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if th == o.ThingID {
+			want = 1
+		}
+		if len(got) != want || (want == 1 && string(got[0].Body) != `{"by":"admin"}`) {
+			t.Fatalf("states of %s: %s", th, fmt.Sprint(got))
+		}
+	}
+}
