@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/thingif/thingif/internal/store"
 )
@@ -70,7 +72,8 @@ func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) (err error) {
 	at := millis(w.At)
 	upsert := tx.StmtContext(ctx, db.ws.upsertState)
 	history := tx.StmtContext(ctx, db.ws.insertHistory)
-	for alias, body := range bodies {
+	for _, alias := range slices.Sorted(maps.Keys(bodies)) { // deterministic history order
+		body := bodies[alias]
 		if _, err = upsert.ExecContext(ctx, w.ThingID, alias, string(body), at); err != nil {
 			return fmt.Errorf("write states of %q: alias %q: %w", w.ThingID, alias, translate(err))
 		}

@@ -20,20 +20,20 @@ const (
 // transaction they are used through tx.StmtContext, which reuses the
 // preparation because the writer has a single connection.
 type writeStmts struct {
-	putApp            *sql.Stmt
-	insertThing       *sql.Stmt
-	updateThing       *sql.Stmt
-	putInstallation   *sql.Stmt
+	putApp             *sql.Stmt
+	insertThing        *sql.Stmt
+	updateThing        *sql.Stmt
+	putInstallation    *sql.Stmt
 	deleteInstallation *sql.Stmt
-	putToken          *sql.Stmt
-	deleteToken       *sql.Stmt
-	createCommand     *sql.Stmt
-	markDelivered     *sql.Stmt
-	setActionResults  *sql.Stmt
-	deleteStates      *sql.Stmt
-	stateBody         *sql.Stmt
-	upsertState       *sql.Stmt
-	insertHistory     *sql.Stmt
+	putToken           *sql.Stmt
+	deleteToken        *sql.Stmt
+	createCommand      *sql.Stmt
+	markDelivered      *sql.Stmt
+	setActionResults   *sql.Stmt
+	deleteStates       *sql.Stmt
+	stateBody          *sql.Stmt
+	upsertState        *sql.Stmt
+	insertHistory      *sql.Stmt
 }
 
 // readStmts are the statements prepared on the reader pool.
