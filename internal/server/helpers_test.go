@@ -33,7 +33,7 @@ const (
 var testCost = secret.Cost{Time: 1, Memory: 64, Threads: 1}
 
 // testConfig binds every listener to a free loopback port.
-func testConfig(t *testing.T, dir string) Config {
+func testConfig(t testing.TB, dir string) Config {
 	t.Helper()
 	return Config{
 		DataDir:    dir,
@@ -47,7 +47,7 @@ func testConfig(t *testing.T, dir string) Config {
 }
 
 // startServer runs a server on a fresh data dir (or dir, if given).
-func startServer(t *testing.T, cfg Config) *Server {
+func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	s, err := New(context.Background(), cfg)
 	if err != nil {
@@ -62,7 +62,7 @@ func startServer(t *testing.T, cfg Config) *Server {
 }
 
 // clientTLS trusts the server's generated certificate.
-func clientTLS(t *testing.T, s *Server) *tls.Config {
+func clientTLS(t testing.TB, s *Server) *tls.Config {
 	t.Helper()
 	pem, err := os.ReadFile(filepath.Join(s.cfg.DataDir, "tls", "cert.pem"))
 	if err != nil {
@@ -94,8 +94,8 @@ type message struct {
 // mqttClient is what the tests need of an MQTT client, whatever its
 // protocol version.
 type mqttClient interface {
-	Publish(t *testing.T, topic string, qos byte, payload []byte)
-	Subscribe(t *testing.T, topic string, qos byte) byte // granted QoS or failure code
+	Publish(t testing.TB, topic string, qos byte, payload []byte)
+	Subscribe(t testing.TB, topic string, qos byte) byte // granted QoS or failure code
 	Messages() <-chan message
 	Connected() bool
 	Close()
@@ -109,7 +109,7 @@ type v3Client struct {
 
 // dialV3 connects with MQTT 3.1 (version 3) or 3.1.1 (version 4) and
 // returns the client, or the CONNACK error.
-func dialV3(t *testing.T, url, clientID, user, pass string, version uint, tlsConf *tls.Config) (*v3Client, error) {
+func dialV3(t testing.TB, url, clientID, user, pass string, version uint, tlsConf *tls.Config) (*v3Client, error) {
 	t.Helper()
 	cl := &v3Client{msgs: make(chan message, 256)}
 	opts := paho.NewClientOptions().AddBroker(url).SetClientID(clientID).
@@ -134,7 +134,7 @@ func dialV3(t *testing.T, url, clientID, user, pass string, version uint, tlsCon
 	return cl, nil
 }
 
-func (c *v3Client) Publish(t *testing.T, topic string, qos byte, payload []byte) {
+func (c *v3Client) Publish(t testing.TB, topic string, qos byte, payload []byte) {
 	t.Helper()
 	tok := c.c.Publish(topic, qos, false, payload)
 	if qos > 0 && !tok.WaitTimeout(waitFor) {
@@ -142,7 +142,7 @@ func (c *v3Client) Publish(t *testing.T, topic string, qos byte, payload []byte)
 	}
 }
 
-func (c *v3Client) Subscribe(t *testing.T, topic string, qos byte) byte {
+func (c *v3Client) Subscribe(t testing.TB, topic string, qos byte) byte {
 	t.Helper()
 	tok := c.c.Subscribe(topic, qos, nil)
 	if !tok.WaitTimeout(waitFor) {
@@ -162,7 +162,7 @@ type v5Client struct {
 	done chan struct{}
 }
 
-func dialV5(t *testing.T, addr, clientID, user, pass string) (*v5Client, *pahov5.Connack, error) {
+func dialV5(t testing.TB, addr, clientID, user, pass string) (*v5Client, *pahov5.Connack, error) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -192,7 +192,7 @@ func dialV5(t *testing.T, addr, clientID, user, pass string) (*v5Client, *pahov5
 	return cl, ack, nil
 }
 
-func (c *v5Client) Publish(t *testing.T, topic string, qos byte, payload []byte) {
+func (c *v5Client) Publish(t testing.TB, topic string, qos byte, payload []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -201,7 +201,7 @@ func (c *v5Client) Publish(t *testing.T, topic string, qos byte, payload []byte)
 	}
 }
 
-func (c *v5Client) Subscribe(t *testing.T, topic string, qos byte) byte {
+func (c *v5Client) Subscribe(t testing.TB, topic string, qos byte) byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -233,7 +233,7 @@ func (c *v5Client) Close() {
 }
 
 // await returns the next message on topic, failing after waitFor.
-func await(t *testing.T, c mqttClient, topic string) message {
+func await(t testing.TB, c mqttClient, topic string) message {
 	t.Helper()
 	deadline := time.After(waitFor)
 	for {
@@ -250,7 +250,7 @@ func await(t *testing.T, c mqttClient, topic string) message {
 }
 
 // quiet fails if any message arrives within d.
-func quiet(t *testing.T, c mqttClient, d time.Duration) {
+func quiet(t testing.TB, c mqttClient, d time.Duration) {
 	t.Helper()
 	select {
 	case m := <-c.Messages():
@@ -261,7 +261,7 @@ func quiet(t *testing.T, c mqttClient, d time.Duration) {
 
 // call publishes an HTTP-like request and returns the answer on the same
 // topic.
-func call(t *testing.T, c mqttClient, topic, method string, header map[string]string, body string) *codec.Response {
+func call(t testing.TB, c mqttClient, topic, method string, header map[string]string, body string) *codec.Response {
 	t.Helper()
 	h := http.Header{}
 	for k, v := range header {
@@ -301,7 +301,7 @@ func onboardingBody(vendorThingID, password string) string {
 }
 
 // onboard onboards a thing through an anonymous connection.
-func onboard(t *testing.T, c mqttClient, vendorThingID, password string) onboardResult {
+func onboard(t testing.TB, c mqttClient, vendorThingID, password string) onboardResult {
 	t.Helper()
 	res := call(t, c, onboardTopic, "POST",
 		map[string]string{"Content-Type": "application/vnd.kii.OnboardingWithVendorThingIDByThing+json"},
@@ -323,7 +323,7 @@ func apiTopic(r onboardResult, rest string) string {
 
 // rest calls the REST API over HTTP and decodes a JSON answer into out
 // (if not nil), returning the status.
-func rest(t *testing.T, s *Server, method, path, token, contentType, body string, out any) int {
+func rest(t testing.TB, s *Server, method, path, token, contentType, body string, out any) int {
 	t.Helper()
 	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", s.Port("http"), path), strings.NewReader(body))
 	if err != nil {
@@ -350,7 +350,7 @@ func rest(t *testing.T, s *Server, method, path, token, contentType, body string
 }
 
 // adminToken gets an app admin token.
-func adminToken(t *testing.T, s *Server) string {
+func adminToken(t testing.TB, s *Server) string {
 	t.Helper()
 	var tok struct {
 		AccessToken string `json:"access_token"`
@@ -363,7 +363,7 @@ func adminToken(t *testing.T, s *Server) string {
 }
 
 // sendCommand sends a v1 command over REST and returns its ID.
-func sendCommand(t *testing.T, s *Server, admin, thingID, actions string) string {
+func sendCommand(t testing.TB, s *Server, admin, thingID, actions string) string {
 	t.Helper()
 	var out struct {
 		CommandID string `json:"commandID"`
@@ -376,7 +376,7 @@ func sendCommand(t *testing.T, s *Server, admin, thingID, actions string) string
 }
 
 // commandState reads a command's state over REST.
-func commandState(t *testing.T, s *Server, admin, thingID, cid string) string {
+func commandState(t testing.TB, s *Server, admin, thingID, cid string) string {
 	t.Helper()
 	var out struct {
 		CommandState string `json:"commandState"`
