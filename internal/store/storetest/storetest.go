@@ -32,7 +32,8 @@ import (
 //     does not exist fails with store.ErrNotFound;
 //   - MarkDelivered of a command that does not exist fails with
 //     store.ErrNotFound;
-//   - CreateCommand with a command ID the thing already has fails with
+//   - CreateCommand with a command ID the thing already has, and PutToken
+//     (or SaveOnboarding) with a token digest that is taken, fail with
 //     store.ErrConflict;
 //   - commands with equal CreatedAt are ordered by insertion, and pagination
 //     keys stay valid while new commands are added;
