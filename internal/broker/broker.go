@@ -88,8 +88,9 @@ func newMochi(c *Config) *mqtt.Server {
 	caps.TopicAliasMaximum = 0
 	caps.MaximumMessageExpiryInterval = math.MaxUint32
 	return mqtt.New(&mqtt.Options{
-		Capabilities:            caps,
-		Logger:                  c.Logger,
+		Capabilities: caps,
+		// mochi logs its life cycle at info level; thingif logs its own.
+		Logger:                  slog.New(minLevel{c.Logger.Handler(), slog.LevelWarn}),
 		SysTopicResendInterval:  math.MaxInt32, // nobody may subscribe to $SYS
 		ClientNetReadBufferSize: 1024,
 		// Writes go straight to the socket when nothing is queued; the
@@ -151,4 +152,22 @@ func serveRequest(c *Config, cl *mqtt.Client, pk packets.Packet, t codec.Topic, 
 	if err := cl.WritePacket(out); err != nil {
 		c.Logger.Debug("write answer", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	}
+}
+
+// minLevel drops records below a level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }
