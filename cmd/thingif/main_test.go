@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// loopbackArgs puts every listener on a free loopback port.
+func loopbackArgs(dir string) []string {
+	args := []string{"serve", "--data", dir, "--public-host", "127.0.0.1"}
+	for _, f := range []string{"onboard-tcp", "onboard-tls", "onboard-ws", "onboard-wss", "mqtt-tcp", "mqtt-tls", "mqtt-ws", "mqtt-wss", "http", "https"} {
+		args = append(args, "--"+f, "127.0.0.1:0")
+	}
+	return args
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "thingif ") {
+		t.Fatalf("version printed %q", out.String())
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"bogus"}, {"serve", "--app", "no-colon"}, {"serve", "--nope"}, {"serve", "extra"}} {
+		if err := run(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
+
+// syncBuffer hands each write to a reader over a channel.
+type syncBuffer struct {
+	ch chan []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.ch <- append([]byte(nil), p...)
+	return len(p), nil
+}
+
+// TestServeZeroConfigInProcess: serve starts every listener, logs one ready
+// line with every bound address, creates and prints a development app,
+// and returns nil when its context ends.
+func TestServeZeroConfigInProcess(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{ch: make(chan []byte, 1024)}
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, loopbackArgs(dir)[1:], &out, logs) }()
+
+	ready := waitReady(t, logs.ch)
+	for _, name := range []string{"onboard-tcp", "onboard-tls", "onboard-ws", "onboard-wss", "mqtt-tcp", "mqtt-tls", "mqtt-ws", "mqtt-wss", "http", "https"} {
+		if !regexp.MustCompile(name + `=127\.0\.0\.1:[1-9][0-9]*`).MatchString(ready) {
+			t.Errorf("ready line lacks %s: %s", name, ready)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(out.String(), "APP_ID=") || !strings.Contains(out.String(), "mosquitto_rr") {
+		t.Fatalf("no development app printed:\n%s", out.String())
+	}
+	for _, f := range []string{"thingif.db", "tls/cert.pem", "tls/key.pem", "dev-app.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("data dir lacks %s: %v", f, err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "tls/key.pem")); err == nil && fi.Mode().Perm() != 0o600 {
+		t.Errorf("key.pem mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+func waitReady(t *testing.T, ch <-chan []byte) string {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	var seen strings.Builder
+	for {
+		select {
+		case b := <-ch:
+			seen.Write(b)
+			for _, line := range strings.Split(seen.String(), "\n") {
+				if strings.Contains(line, "ready") {
+					return line
+				}
+			}
+		case <-timeout:
+			t.Fatalf("no ready line; logs:\n%s", seen.String())
+		}
+	}
+}
+
+// TestServeSignals: the real binary stops cleanly (exit 0) on SIGTERM and
+// on SIGINT.
+func TestServeSignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "thingif")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(bin, loopbackArgs(t.TempDir())...)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			ch := make(chan []byte, 1024)
+			go func() {
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					ch <- append(sc.Bytes(), '\n')
+				}
+				close(ch)
+			}()
+			waitReady(t, ch)
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				for range ch {
+				}
+			}()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit after %v: %v", sig, err)
+				}
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("no exit after %v", sig)
+			}
+		})
+	}
+}
