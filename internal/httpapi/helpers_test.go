@@ -55,7 +55,7 @@ func (p *recordingPusher) Calls() []string {
 
 // env is a Handler on a real SQLite store, served by an httptest.Server.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	st     store.Store
 	h      *Handler
 	srv    *httptest.Server
@@ -64,7 +64,7 @@ type env struct {
 	nowMu  sync.Mutex
 }
 
-func newEnv(t *testing.T, configure ...func(*Config)) *env {
+func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "thingif.db"))
@@ -119,7 +119,7 @@ func (e *env) advance(d time.Duration) {
 }
 
 // tWriter sends logs to t.Log.
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
@@ -144,7 +144,7 @@ func (r resp) errorCode() string {
 }
 
 // decode decodes the body into v, failing the test if it cannot.
-func (r resp) decode(t *testing.T, v any) {
+func (r resp) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %q: %v", r.body, err)
