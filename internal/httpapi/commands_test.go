@@ -103,8 +103,8 @@ func TestGetCommandsAndResults(t *testing.T) {
 		created := got["created"]
 		want := map[string]any{"commandID": v1, "schema": "S", "schemaVersion": 2.0, "target": "thing:" + o.ThingID,
 			"commandState": "SENDING", "issuer": "user:u1", "title": "t", "metadata": map[string]any{"k": "v"},
-			"actions":  []any{map[string]any{"turnPower": map[string]any{"power": true}}, map[string]any{"setFan": map[string]any{"speed": 5.0}}},
-			"created":  created, "modified": created}
+			"actions": []any{map[string]any{"turnPower": map[string]any{"power": true}}, map[string]any{"setFan": map[string]any{"speed": 5.0}}},
+			"created": created, "modified": created}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("command (-want +got):\n%s", diff)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,14 @@ func TestErrorCatalogue(t *testing.T) {
 		if c := e.with("x"); !errors.Is(c, e) || c.message != "x" || e.message == "x" {
 			t.Errorf("with() of %s is not a copy with a new message", e.code)
 		}
+	}
+}
+
+func TestWriteMalformedRequest(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteMalformedRequest(w, errors.New("no method line"))
+	if w.Code != http.StatusBadRequest || w.Header().Get("Content-Type") != "application/vnd.kii.InvalidInputDataException+json" ||
+		!strings.Contains(w.Body.String(), `"errorCode":"INVALID_INPUT_DATA"`) || !strings.Contains(w.Body.String(), "no method line") {
+		t.Fatalf("answer %d %v %s", w.Code, w.Header(), w.Body)
 	}
 }

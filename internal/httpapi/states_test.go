@@ -92,7 +92,9 @@ func TestStatesAccess(t *testing.T) {
 	other := e.onboard("v-2", "pw")
 	admin := e.appToken(testApp, testAppKey)
 	anon := e.appToken(testApp, "dummy")
-	states := func(thingID string) string { return "/thing-if/apps/" + testApp + "/targets/thing:" + thingID + "/states" }
+	states := func(thingID string) string {
+		return "/thing-if/apps/" + testApp + "/targets/thing:" + thingID + "/states"
+	}
 	tests := []struct {
 		name, method, path, token string
 		status                    int
