@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -131,5 +134,37 @@ func TestStatesAccess(t *testing.T) {
 		if len(got) != want || (want == 1 && string(got[0].Body) != `{"by":"admin"}`) {
 			t.Fatalf("states of %s: %s", th, fmt.Sprint(got))
 		}
+	}
+}
+
+// TestEmbeddedHTTPStack sends a state the way embedded device stacks do
+// (PROTOCOL.md §8): absolute-URI request line, upper-case HOST, chunked body,
+// Connection: Close.
+func TestEmbeddedHTTPStack(t *testing.T) {
+	e := newEnv(t)
+	o := e.onboard("v-1", "pw")
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"A":{"on":true}}`
+	req := fmt.Sprintf("PUT http://%s/thing-if/apps/%s/targets/thing:%s/states HTTP/1.1\r\nHOST: %s\r\n"+
+		"Authorization: Bearer %s\r\nContent-Type: application/vnd.kii.MultipleTraitState+json\r\n"+
+		"Transfer-Encoding: chunked\r\nConnection: Close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n",
+		e.srv.Listener.Addr(), testApp, o.ThingID, e.srv.Listener.Addr(), o.AccessToken, len(body), body)
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), "HTTP/1.1 204 ") {
+		t.Fatalf("answer:\n%s", raw)
+	}
+	got, err := e.st.States(context.Background(), o.ThingID)
+	if err != nil || len(got) != 1 || string(got[0].Body) != `{"on":true}` {
+		t.Fatalf("stored %v, %v", got, err)
 	}
 }
