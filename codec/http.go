@@ -146,5 +146,11 @@ func (w *ResponseWriter) Bytes() []byte {
 	if h == nil {
 		h = w.header
 	}
+	if _, ok := h["Content-Length"]; ok {
+		// The body is the rest of the payload; devices with ~1 KiB
+		// buffers are better off without a header that says so.
+		h = h.Clone()
+		delete(h, "Content-Length")
+	}
 	return AppendResponse(make([]byte, 0, 64+w.body.Len()), w.Status(), h, w.body.Bytes())
 }

@@ -325,3 +325,17 @@ func BenchmarkNewHTTPRequest(b *testing.B) {
 		}
 	}
 }
+
+func TestResponseWriterDropsContentLength(t *testing.T) {
+	w := NewResponseWriter()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	w.WriteHeader(200)
+	w.Write([]byte("{}"))
+	if got, want := string(w.Bytes()), "200\r\nContent-Type: application/json\r\n\r\n{}"; got != want {
+		t.Fatalf("Bytes()=%q, want %q", got, want)
+	}
+	if w.Header().Get("Content-Length") != "2" {
+		t.Fatal("Bytes changed the handler's header map")
+	}
+}

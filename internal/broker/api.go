@@ -33,10 +33,9 @@ type APIConfig struct {
 // p/{mqttTopic}/thing-if/apps/{APP_ID}/. Commands are pushed to it on
 // mqttTopic by Push.
 type API struct {
-	cfg APIConfig
-	srv *mqtt.Server
-	// sessions maps *mqtt.Client to its *apiSession.
-	sessions sync.Map
+	cfg      APIConfig
+	srv      *mqtt.Server
+	sessions sessions[apiSession]
 
 	mu sync.Mutex
 	// live holds, per thing ID, the connections subscribed to their
@@ -88,7 +87,10 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 }
 
 // Start starts serving on the listeners.
-func (b *API) Start() error { return b.srv.Serve() }
+func (b *API) Start() error {
+	b.sessions.startSweeper(sweepInterval, b.removeLive)
+	return b.srv.Serve()
+}
 
 // Close stops the listeners, disconnects every client and waits for running
 // pushes to end.
@@ -97,20 +99,13 @@ func (b *API) Close() error {
 	b.closing = true
 	b.mu.Unlock()
 	err := b.srv.Close()
+	b.sessions.stopSweeper()
 	b.wg.Wait()
 	return err
 }
 
 // Connections returns the number of connected clients.
 func (b *API) Connections() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
-
-func (b *API) session(cl *mqtt.Client) *apiSession {
-	v, ok := b.sessions.Load(cl)
-	if !ok {
-		return nil
-	}
-	return v.(*apiSession)
-}
 
 // Push writes the thing's pending (SENDING) commands to its live,
 // subscribed connections and marks each written command DELIVERED. It
@@ -282,7 +277,7 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.ClientIdentifier != in.MQTTTopic {
 		return refuse(cl, RefuseClientID)
 	}
-	h.b.sessions.Store(cl, &apiSession{
+	h.b.sessions.put(cl, &apiSession{
 		appID:          in.AppID,
 		thingID:        in.ThingID,
 		installationID: in.ID,
@@ -294,14 +289,14 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 // OnConnectAuthenticate lets through the connections OnConnect accepted.
 func (h *apiHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	return h.b.session(cl) != nil
+	return h.b.sessions.get(cl) != nil
 }
 
 // OnACLCheck: a thing reads only its mqttTopic and writes only under its
 // request prefix. A refused publish ends the connection, so that a QoS 0
 // publish is not dropped in silence.
 func (h *apiHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	s := h.b.session(cl)
+	s := h.b.sessions.get(cl)
 	if s == nil {
 		return false
 	}
@@ -319,7 +314,7 @@ func (h *apiHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 // OnPublish serves the request and marks the packet ignored, so mochi
 // acknowledges it but delivers it nowhere.
 func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	s := h.b.session(cl)
+	s := h.b.sessions.get(cl)
 	if s == nil {
 		return pk, packets.ErrRejectPacket
 	}
@@ -334,7 +329,7 @@ func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // OnSubscribed makes the connection a push target once it holds its
 // mqttTopic subscription, and pushes what is pending.
 func (h *apiHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	s := h.b.session(cl)
+	s := h.b.sessions.get(cl)
 	if s == nil {
 		return
 	}
@@ -354,13 +349,13 @@ func (h *apiHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	if pk.FixedHeader.Type != packets.Suback {
 		return
 	}
-	if s := h.b.session(cl); s != nil && s.subscribed.Swap(false) {
+	if s := h.b.sessions.get(cl); s != nil && s.subscribed.Swap(false) {
 		h.b.Push(context.Background(), s.appID, s.thingID)
 	}
 }
 
 func (h *apiHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
-	s := h.b.session(cl)
+	s := h.b.sessions.get(cl)
 	if s == nil {
 		return
 	}
@@ -372,8 +367,8 @@ func (h *apiHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *apiHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if s := h.b.session(cl); s != nil {
+	if s := h.b.sessions.get(cl); s != nil {
 		h.b.removeLive(cl, s)
 	}
-	h.b.sessions.Delete(cl)
+	h.b.sessions.delete(cl)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -41,11 +40,10 @@ type OnboardingConfig struct {
 // The broker therefore renames every connection to a unique internal ID in
 // OnConnect, before mochi's takeover check, so connections never meet.
 type Onboarding struct {
-	cfg OnboardingConfig
-	srv *mqtt.Server
-	seq atomic.Uint64
-	// sessions maps *mqtt.Client to its *onboardingSession.
-	sessions sync.Map
+	cfg      OnboardingConfig
+	srv      *mqtt.Server
+	seq      atomic.Uint64
+	sessions sessions[onboardingSession]
 }
 
 type onboardingSession struct {
@@ -79,21 +77,20 @@ func NewOnboarding(cfg OnboardingConfig, lns ...*Listener) (*Onboarding, error) 
 }
 
 // Start starts serving on the listeners.
-func (b *Onboarding) Start() error { return b.srv.Serve() }
+func (b *Onboarding) Start() error {
+	b.sessions.startSweeper(sweepInterval, nil)
+	return b.srv.Serve()
+}
 
 // Close stops the listeners and disconnects every client.
-func (b *Onboarding) Close() error { return b.srv.Close() }
+func (b *Onboarding) Close() error {
+	err := b.srv.Close()
+	b.sessions.stopSweeper()
+	return err
+}
 
 // Connections returns the number of connected clients.
 func (b *Onboarding) Connections() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
-
-func (b *Onboarding) session(cl *mqtt.Client) *onboardingSession {
-	v, ok := b.sessions.Load(cl)
-	if !ok {
-		return nil
-	}
-	return v.(*onboardingSession)
-}
 
 // parseAppCredentials reads the onboarding CONNECT's username
 // "type=oauth2&client_id={APP_ID}" and password "client_secret={APP_KEY}".
@@ -160,7 +157,7 @@ func (h *onboardingHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return refuse(cl, RefuseCredentials)
 	}
 	cl.ID = AnonymousClientID + "#" + strconv.FormatUint(h.b.seq.Add(1), 10)
-	h.b.sessions.Store(cl, &onboardingSession{
+	h.b.sessions.put(cl, &onboardingSession{
 		appID:  appID,
 		prefix: "p/" + AnonymousClientID + "/thing-if/apps/" + appID + "/",
 	})
@@ -169,14 +166,14 @@ func (h *onboardingHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 // OnConnectAuthenticate lets through the connections OnConnect accepted.
 func (h *onboardingHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	return h.b.session(cl) != nil
+	return h.b.sessions.get(cl) != nil
 }
 
 // OnACLCheck allows a client to subscribe to its own onboarding topic and to
 // publish under its app's request space; any other publish ends the
 // connection.
 func (h *onboardingHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	s := h.b.session(cl)
+	s := h.b.sessions.get(cl)
 	if s == nil {
 		return false
 	}
@@ -194,7 +191,7 @@ func (h *onboardingHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) b
 // OnPublish serves the request and marks the packet ignored, so mochi
 // acknowledges it but delivers it nowhere.
 func (h *onboardingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	s := h.b.session(cl)
+	s := h.b.sessions.get(cl)
 	if s == nil {
 		return pk, packets.ErrRejectPacket
 	}
@@ -207,5 +204,5 @@ func (h *onboardingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.
 }
 
 func (h *onboardingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	h.b.sessions.Delete(cl)
+	h.b.sessions.delete(cl)
 }
