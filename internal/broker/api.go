@@ -94,8 +94,13 @@ func (b *API) Start() error {
 
 // Close stops the listeners, disconnects every client and waits for running
 // pushes to end.
+// Calling it again does nothing.
 func (b *API) Close() error {
 	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		return nil
+	}
 	b.closing = true
 	b.mu.Unlock()
 	err := b.srv.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -40,10 +41,11 @@ type OnboardingConfig struct {
 // The broker therefore renames every connection to a unique internal ID in
 // OnConnect, before mochi's takeover check, so connections never meet.
 type Onboarding struct {
-	cfg      OnboardingConfig
-	srv      *mqtt.Server
-	seq      atomic.Uint64
-	sessions sessions[onboardingSession]
+	cfg       OnboardingConfig
+	srv       *mqtt.Server
+	seq       atomic.Uint64
+	sessions  sessions[onboardingSession]
+	closeOnce sync.Once
 }
 
 type onboardingSession struct {
@@ -82,10 +84,14 @@ func (b *Onboarding) Start() error {
 	return b.srv.Serve()
 }
 
-// Close stops the listeners and disconnects every client.
+// Close stops the listeners and disconnects every client. Calling it again
+// does nothing.
 func (b *Onboarding) Close() error {
-	err := b.srv.Close()
-	b.sessions.stopSweeper()
+	var err error
+	b.closeOnce.Do(func() {
+		err = b.srv.Close()
+		b.sessions.stopSweeper()
+	})
 	return err
 }
 

@@ -1,0 +1,249 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/sqlite"
+	"github.com/thingif/thingif/internal/store"
+)
+
+const waitFor = 10 * time.Second
+
+// fixture is an API broker on loopback TCP and WS with one thing and its
+// installation in a real SQLite store. The handler answers every request
+// with 200 and the request path, which is all these tests need of it.
+type fixture struct {
+	api      *API
+	store    store.Store
+	tcp, ws  *Listener
+	thing    store.Thing
+	inst     store.Installation
+	password string
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	f := &fixture{store: db, password: secret.NewToken()}
+	f.thing = store.Thing{ID: "th.1", AppID: "app", VendorThingID: "v1", PasswordHash: "x", CreatedAt: now, ModifiedAt: now}
+	f.inst = store.Installation{ID: "in1", AppID: "app", ThingID: "th.1", DeviceType: "MQTT", MQTTTopic: "topic1",
+		Username: "user1", PasswordHash: secret.HashToken(f.password), ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+	if err := db.PutApp(ctx, store.App{ID: "app", KeyHash: "x", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SaveOnboarding(ctx, store.Onboarding{Thing: f.thing, NewThing: true, Installation: f.inst,
+		Token: store.Token{Hash: "tok", AppID: "app", Kind: store.TokenThing, Subject: "th.1", CreatedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Handler == nil {
+		cfg.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, r.URL.Path)
+		})
+	}
+	if f.tcp, err = Listen(TCP, "127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.ws, err = Listen(WS, "127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.api, err = NewAPI(APIConfig{Config: cfg, Store: db}, f.tcp, f.ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.api.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.api.Close()
+		db.Close()
+	})
+	return f
+}
+
+// dial connects the fixture's thing with MQTT 3.1.1 and returns the client
+// and the channel its messages arrive on.
+func (f *fixture) dial(t *testing.T, url string) (paho.Client, chan paho.Message) {
+	t.Helper()
+	msgs := make(chan paho.Message, 1024)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(f.inst.MQTTTopic).
+		SetUsername(f.inst.Username).SetPassword(f.password).SetAutoReconnect(false).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { msgs <- m }))
+	if tok := c.Connect(); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c, msgs
+}
+
+func (f *fixture) newCommand(t *testing.T, i int) store.Command {
+	t.Helper()
+	now := time.Now()
+	c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
+		Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(`[{"a":{"v":1}}]`), CreatedAt: now, ModifiedAt: now}
+	if err := f.store.CreateCommand(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestPushExactlyOnce: many concurrent Push calls for one thing deliver
+// every pending command once, in order, and mark each DELIVERED.
+func TestPushExactlyOnce(t *testing.T) {
+	f := newFixture(t, Config{})
+	c, msgs := f.dial(t, "tcp://"+f.tcp.Addr().String())
+	if tok := c.Subscribe(f.inst.MQTTTopic, 0, nil); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	const n = 50
+	var wg sync.WaitGroup
+	for i := range n {
+		f.newCommand(t, i)
+		wg.Add(2)
+		go func() { defer wg.Done(); f.api.Push(context.Background(), "app", f.thing.ID) }()
+		go func() { defer wg.Done(); f.api.Push(context.Background(), "app", f.thing.ID) }()
+	}
+	wg.Wait()
+	for i := range n {
+		select {
+		case m := <-msgs:
+			var p struct{ CommandID string }
+			if err := json.Unmarshal(m.Payload(), &p); err != nil || p.CommandID != fmt.Sprintf("c%03d", i) {
+				t.Fatalf("push %d: %s (%v)", i, m.Payload(), err)
+			}
+			if m.Qos() != 0 {
+				t.Fatalf("push QoS %d to a QoS 0 subscription", m.Qos())
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("only %d of %d commands pushed", i, n)
+		}
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("pushed twice: %s", m.Payload())
+	case <-time.After(200 * time.Millisecond):
+	}
+	pending, err := f.store.PendingCommands(context.Background(), f.thing.ID)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("%d commands still SENDING (%v)", len(pending), err)
+	}
+}
+
+// TestPushWithoutSubscriberKeepsCommand: with no live subscription a
+// command stays SENDING and is pushed by the SUBACK of the next SUBSCRIBE.
+func TestPushWithoutSubscriberKeepsCommand(t *testing.T) {
+	f := newFixture(t, Config{})
+	f.newCommand(t, 1)
+	f.api.Push(context.Background(), "app", f.thing.ID)
+	c, msgs := f.dial(t, "tcp://"+f.tcp.Addr().String())
+	f.api.Push(context.Background(), "app", f.thing.ID) // connected, not subscribed: nothing to do
+	if pending, _ := f.store.PendingCommands(context.Background(), f.thing.ID); len(pending) != 1 {
+		t.Fatalf("%d pending before SUBSCRIBE, want 1", len(pending))
+	}
+	if tok := c.Subscribe(f.inst.MQTTTopic, 1, nil); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	select {
+	case m := <-msgs:
+		if m.Qos() != 1 || !strings.Contains(string(m.Payload()), `"c001"`) {
+			t.Fatalf("push %s at QoS %d", m.Payload(), m.Qos())
+		}
+	case <-time.After(waitFor):
+		t.Fatal("pending command not pushed on SUBSCRIBE")
+	}
+}
+
+// TestConnectTimeout: a connection that sends no CONNECT is closed.
+func TestConnectTimeout(t *testing.T) {
+	f := newFixture(t, Config{ConnectTimeout: 200 * time.Millisecond})
+	for _, addr := range []string{f.tcp.Addr().String()} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(waitFor))
+		if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("silent connection: read %v, want EOF from the server closing it", err)
+		}
+	}
+}
+
+// TestWebSocket: any path upgrades; a text frame ends the connection.
+func TestWebSocket(t *testing.T) {
+	f := newFixture(t, Config{})
+	for _, path := range []string{"/mqtt", "/", "/anything/else"} {
+		c, msgs := f.dial(t, "ws://"+f.ws.Addr().String()+path)
+		tok := c.Publish("p/topic1/thing-if/apps/app/targets/thing:th.1/states", 1, false, "GET\n\n")
+		if !tok.WaitTimeout(waitFor) {
+			t.Fatal("publish")
+		}
+		select {
+		case m := <-msgs:
+			if !strings.HasSuffix(string(m.Payload()), "/thing-if/apps/app/targets/thing:th.1/states") {
+				t.Fatalf("answer %q", m.Payload())
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("no answer over ws path %s", path)
+		}
+		c.Disconnect(0)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+f.ws.Addr().String()+"/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(waitFor))
+	if _, _, err := ws.ReadMessage(); err == nil {
+		t.Fatal("a text frame did not end the connection")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a text frame left the connection open")
+	}
+}
+
+// TestCloseLeavesNoGoroutines: after clients came and went and the broker
+// closed, none of its goroutines is left.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	f := newFixture(t, Config{})
+	c, _ := f.dial(t, "tcp://"+f.tcp.Addr().String())
+	c.Subscribe(f.inst.MQTTTopic, 0, nil).WaitTimeout(waitFor)
+	f.newCommand(t, 1)
+	f.api.Push(context.Background(), "app", f.thing.ID)
+	c2, _ := f.dial(t, "ws://"+f.ws.Addr().String()+"/mqtt")
+	idle, err := net.Dial("tcp", f.tcp.Addr().String()) // never sends CONNECT
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	time.Sleep(50 * time.Millisecond)
+	c.Disconnect(0)
+	c2.Disconnect(0)
+	if err := f.api.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.store.Close()
+	time.Sleep(100 * time.Millisecond) // let paho's own goroutines end
+}
