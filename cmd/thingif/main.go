@@ -10,18 +10,46 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-const usage = `thingif: a self-hosted thing-if (Kii Thing Interaction Framework) server
+// command is a subcommand of thingif. Each lives in its own file and adds
+// itself to commands in an init function.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
 
-Usage:
-  thingif serve [flags]     run the server (thingif serve -h for flags)
-  thingif version           print the version
-`
+var commands = map[string]command{}
+
+func register(c command) { commands[c.name] = c }
+
+func init() {
+	register(command{"serve", "run the server (thingif serve -h for flags)", serve})
+	register(command{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+		fmt.Fprintln(stdout, "thingif", version)
+		return nil
+	}})
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("thingif: a self-hosted thing-if (Kii Thing Interaction Framework) server\n\nUsage:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  thingif %-10s %s\n", n, commands[n].summary)
+	}
+	return b.String()
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -36,19 +64,19 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return flag.ErrHelp
 	}
 	switch args[0] {
-	case "serve":
-		return serve(ctx, args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "thingif", version)
-		return nil
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return nil
+	case "-version", "--version":
+		args[0] = "version"
 	}
-	fmt.Fprint(stderr, usage)
+	if c, ok := commands[args[0]]; ok {
+		return c.run(ctx, args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage())
 	return fmt.Errorf("unknown command %q", args[0])
 }
