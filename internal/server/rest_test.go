@@ -214,8 +214,8 @@ func (a sdkAnswer) decode(t *testing.T, v any) {
 	}
 }
 
-// headerValue returns the value of the first header line spelled exactly
-// name, or "".
+// headerLine returns the value of the first header line spelled exactly
+// name, and whether there is one.
 func (a sdkAnswer) headerLine(name string) (string, bool) {
 	for _, l := range strings.Split(a.header, "\r\n")[1:] {
 		if v, ok := strings.CutPrefix(l, name+":"); ok {
