@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,42 @@ func TestSecretsNotStoredInClear(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("the mqttTopic is in none of %v: not the database files", files)
+	}
+}
+
+// TestTraitCommand: a command in the trait (v2) form is pushed with its
+// target and aliased actions, and v2 action results complete it.
+func TestTraitCommand(t *testing.T) {
+	s := startServer(t, testConfig(t, t.TempDir()))
+	admin := adminToken(t, s)
+	ob := onboard(t, dialAnonymous(t, s), "vt-v2", "pw")
+	c := dialThing(t, s, ob)
+	c.Subscribe(t, ob.MQTTEndpoint.MQTTTopic, 0)
+	var out struct{ CommandID string }
+	body := `{"issuer":"user:u1","actions":[{"AirConditionerAlias":[{"turnPower":true},{"setPresetTemperature":25}]}],"title":"cool down"}`
+	if st := rest(t, s, "POST", "/thing-if/apps/"+testAppID+"/targets/thing:"+ob.ThingID+"/commands", admin,
+		"application/vnd.kii.CommandCreationRequest+json", body, &out); st != 201 {
+		t.Fatalf("send v2 command: %d", st)
+	}
+	push := await(t, c, ob.MQTTEndpoint.MQTTTopic)
+	var got struct {
+		CommandID, Target, Title, Schema string
+		Actions                          []map[string][]map[string]any
+	}
+	if err := json.Unmarshal(push.Payload, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.CommandID != out.CommandID || got.Target != "thing:"+ob.ThingID || got.Schema != "" || got.Title != "cool down" ||
+		len(got.Actions) != 1 || len(got.Actions[0]["AirConditionerAlias"]) != 2 {
+		t.Fatalf("v2 push %s", push.Payload)
+	}
+	res := call(t, c, apiTopic(ob, "targets/thing:"+ob.ThingID+"/commands/"+out.CommandID+"/action-results"), "PUT",
+		map[string]string{"Authorization": "Bearer " + ob.AccessToken, "Content-Type": "application/vnd.kii.CommandResultsUpdateRequest+json"},
+		`{"actionResults":[{"AirConditionerAlias":[{"turnPower":{"succeeded":true}},{"setPresetTemperature":{"succeeded":false,"errorMessage":"too hot"}}]}]}`)
+	if res.StatusCode != 204 {
+		t.Fatalf("v2 action results: %d %s", res.StatusCode, res.Body)
+	}
+	if st := commandState(t, s, admin, ob.ThingID, out.CommandID); st != "INCOMPLETE" {
+		t.Fatalf("state %s, want INCOMPLETE (one action failed)", st)
 	}
 }
