@@ -1,0 +1,187 @@
+// Package limit slows down and then refuses repeated failures by key: wrong
+// thing passwords per vendorThingID or per source address, wrong app keys per
+// source address.
+//
+// A key may fail Config.Free times at no cost. Each failure after that blocks
+// the key for a delay that doubles from Config.Base up to Config.Max; while a
+// key is blocked, Allow refuses it and the caller answers 429 (or the MQTT
+// equivalent) without checking the credential at all, so a blocked attacker
+// learns nothing and costs no password hashing. A block always ends: the
+// right password works again after at most Config.Max, and a success clears
+// the key. Failures are forgotten Config.Forget after the last one.
+package limit
+
+import (
+	"sync"
+	"time"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultFree    = 5
+	DefaultBase    = time.Second
+	DefaultMax     = 5 * time.Minute
+	DefaultForget  = time.Hour
+	DefaultMaxKeys = 100_000
+)
+
+// Config configures a Limiter. Zero values take the defaults documented on
+// each field.
+type Config struct {
+	// Free is how many failures a key may have before it is blocked. If
+	// zero, DefaultFree; negative means none.
+	Free int
+	// Base is the block after the first failure beyond Free; each further
+	// failure doubles it. If zero, DefaultBase.
+	Base time.Duration
+	// Max caps the block. If zero, DefaultMax.
+	Max time.Duration
+	// Forget is how long after its last failure a key is forgotten. If zero,
+	// DefaultForget. It is raised to Max if smaller.
+	Forget time.Duration
+	// MaxKeys bounds the number of keys remembered, so that an attacker
+	// cycling through keys cannot grow memory without bound. When full,
+	// forgotten keys are dropped, then the keys whose block has ended, then
+	// new failures are not recorded. If zero, DefaultMaxKeys.
+	MaxKeys int
+	// Now tells the time. If nil, time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	switch {
+	case c.Free == 0:
+		c.Free = DefaultFree
+	case c.Free < 0:
+		c.Free = 0
+	}
+	if c.Base <= 0 {
+		c.Base = DefaultBase
+	}
+	if c.Max <= 0 {
+		c.Max = DefaultMax
+	}
+	if c.Max < c.Base {
+		c.Max = c.Base
+	}
+	if c.Forget <= 0 {
+		c.Forget = DefaultForget
+	}
+	if c.Forget < c.Max {
+		c.Forget = c.Max
+	}
+	if c.MaxKeys <= 0 {
+		c.MaxKeys = DefaultMaxKeys
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Limiter counts failures per key. It is safe for concurrent use.
+type Limiter struct {
+	cfg  Config
+	mu   sync.Mutex
+	keys map[string]*entry
+}
+
+type entry struct {
+	failures int
+	last     time.Time // last failure
+	until    time.Time // blocked until
+}
+
+// New returns a Limiter for cfg.
+func New(cfg Config) *Limiter {
+	cfg.setDefaults()
+	return &Limiter{cfg: cfg, keys: make(map[string]*entry)}
+}
+
+// Allow reports whether key may try now; if not, retryAfter is how long
+// until it may (at least one second, as an HTTP Retry-After).
+func (l *Limiter) Allow(key string) (retryAfter time.Duration, ok bool) {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.keys[key]
+	if e == nil {
+		return 0, true
+	}
+	if now.Sub(e.last) >= l.cfg.Forget {
+		delete(l.keys, key)
+		return 0, true
+	}
+	if wait := e.until.Sub(now); wait > 0 {
+		return max(wait, time.Second).Round(time.Second), false
+	}
+	return 0, true
+}
+
+// Fail records a failure of key and returns how long key is now blocked
+// (zero while it is within its free failures).
+func (l *Limiter) Fail(key string) time.Duration {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.keys[key]
+	if e != nil && now.Sub(e.last) >= l.cfg.Forget {
+		e = nil
+	}
+	if e == nil {
+		if len(l.keys) >= l.cfg.MaxKeys && !l.evict(now) {
+			return 0
+		}
+		e = new(entry)
+		l.keys[key] = e
+	}
+	e.failures++
+	e.last = now
+	over := e.failures - l.cfg.Free
+	if over <= 0 {
+		return 0
+	}
+	d := l.cfg.Max
+	if over <= 40 { // 2^40 s is past any Max
+		d = min(l.cfg.Base<<(over-1), l.cfg.Max)
+	}
+	e.until = now.Add(d)
+	return d
+}
+
+// Succeed forgets key's failures: the right credential ends a block for
+// good.
+func (l *Limiter) Succeed(key string) {
+	l.mu.Lock()
+	delete(l.keys, key)
+	l.mu.Unlock()
+}
+
+// Len returns the number of keys remembered.
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.keys)
+}
+
+// evict makes room for one key and reports whether it could: forgotten keys
+// go first, then keys that are not blocked now. Blocked keys are kept, so an
+// attacker cannot lift its own block by filling the table.
+func (l *Limiter) evict(now time.Time) bool {
+	for k, e := range l.keys {
+		if now.Sub(e.last) >= l.cfg.Forget {
+			delete(l.keys, k)
+		}
+	}
+	if len(l.keys) < l.cfg.MaxKeys {
+		return true
+	}
+	for k, e := range l.keys {
+		if !now.Before(e.until) {
+			delete(l.keys, k)
+			if len(l.keys) < l.cfg.MaxKeys {
+				return true
+			}
+		}
+	}
+	return len(l.keys) < l.cfg.MaxKeys
+}

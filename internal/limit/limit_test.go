@@ -1,0 +1,139 @@
+package limit
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is an injected clock the tests move by hand.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time                { return c.t }
+func (c *clock) add(d time.Duration)           { c.t = c.t.Add(d) }
+func newClock() *clock                         { return &clock{t: time.Unix(1_700_000_000, 0)} }
+func newLimiter(c *clock, cfg Config) *Limiter { cfg.Now = c.now; return New(cfg) }
+
+func TestBackoff(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{Free: 3, Base: time.Second, Max: 8 * time.Second})
+	for i, want := range []time.Duration{0, 0, 0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
+		if _, ok := l.Allow("k"); !ok && want == 0 {
+			t.Fatalf("failure %d: refused within the free failures", i+1)
+		}
+		if got := l.Fail("k"); got != want {
+			t.Fatalf("failure %d: blocked %v, want %v", i+1, got, want)
+		}
+		if want > 0 {
+			if ra, ok := l.Allow("k"); ok || ra != want {
+				t.Fatalf("failure %d: Allow = %v, %v; want %v, false", i+1, ra, ok, want)
+			}
+			c.add(want - time.Millisecond)
+			if _, ok := l.Allow("k"); ok {
+				t.Fatalf("failure %d: allowed before the block ended", i+1)
+			}
+			c.add(time.Millisecond)
+			if _, ok := l.Allow("k"); !ok {
+				t.Fatalf("failure %d: refused after the block ended", i+1)
+			}
+		}
+	}
+	if _, ok := l.Allow("other"); !ok {
+		t.Fatal("another key is refused")
+	}
+}
+
+func TestSucceedClears(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{Free: 1})
+	l.Fail("k")
+	l.Fail("k")
+	if _, ok := l.Allow("k"); ok {
+		t.Fatal("not blocked")
+	}
+	c.add(DefaultBase)
+	l.Succeed("k")
+	// Back to the free failures.
+	if got := l.Fail("k"); got != 0 {
+		t.Fatalf("after success, first failure blocks %v", got)
+	}
+	if got := l.Len(); got != 1 {
+		t.Fatalf("Len = %d, want 1", got)
+	}
+}
+
+func TestForget(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{Free: 1, Max: time.Minute, Forget: time.Hour})
+	l.Fail("k")
+	c.add(time.Hour)
+	if got := l.Fail("k"); got != 0 {
+		t.Fatalf("a failure an hour later blocks %v: the old one was not forgotten", got)
+	}
+	c.add(time.Hour)
+	if _, ok := l.Allow("k"); !ok {
+		t.Fatal("refused")
+	}
+	if got := l.Len(); got != 0 {
+		t.Fatalf("Len = %d after forgetting, want 0", got)
+	}
+}
+
+func TestNeverBlocksForGood(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{Free: 1, Max: 10 * time.Minute})
+	for range 1000 {
+		l.Fail("k")
+	}
+	c.add(10 * time.Minute)
+	if _, ok := l.Allow("k"); !ok {
+		t.Fatal("still refused after Max")
+	}
+}
+
+func TestMaxKeys(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{Free: -1, Base: time.Minute, Max: time.Minute, MaxKeys: 10})
+	for i := range 10 {
+		l.Fail(fmt.Sprint("blocked", i))
+	}
+	// The table is full of blocked keys: they stay, new keys are not recorded.
+	if got := l.Fail("new"); got != 0 {
+		t.Fatalf("new key blocked %v with a full table", got)
+	}
+	if got := l.Len(); got != 10 {
+		t.Fatalf("Len = %d, want 10", got)
+	}
+	if _, ok := l.Allow("blocked0"); ok {
+		t.Fatal("a blocked key was evicted")
+	}
+	// Once blocks end, their keys make room.
+	c.add(time.Minute)
+	if got := l.Fail("new"); got != time.Minute {
+		t.Fatalf("new key blocked %v, want 1m", got)
+	}
+	if got := l.Len(); got > 10 {
+		t.Fatalf("Len = %d, want at most 10", got)
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	l := New(Config{Free: 1000000})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 1000 {
+				k := fmt.Sprint(i, j%10)
+				l.Allow(k)
+				l.Fail(k)
+				if j%7 == 0 {
+					l.Succeed(k)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
