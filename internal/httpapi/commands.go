@@ -100,6 +100,9 @@ func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.checkPending(ctx, thingID); err != nil {
+		return err
+	}
 	now := h.cfg.Now()
 	c.ID = secret.NewID(16)
 	c.AppID = p.appID

@@ -49,6 +49,9 @@ var (
 	errTooLarge             = &apiError{http.StatusRequestEntityTooLarge, "REQUEST_ENTITY_TOO_LARGE", "RequestEntityTooLarge", "the request body is too large"}
 	errUnsupportedMediaType = &apiError{http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "UnsupportedMediaType", "the content type is not supported here"}
 
+	errTooManyRequests        = &apiError{http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "TooManyRequests", "too many wrong credentials; retry later"}
+	errTooManyPendingCommands = &apiError{http.StatusTooManyRequests, "TOO_MANY_PENDING_COMMANDS", "TooManyPendingCommands", "the thing has too many commands not yet delivered"}
+
 	errInternal = &apiError{http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "InternalServer", "internal server error"}
 )
 

@@ -58,6 +58,15 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; larger ones are answered 413. If
 	// zero, DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Limiter slows down and then refuses guessing of thing passwords (at
+	// onboarding) and app keys (at the token endpoint), answering 429
+	// TOO_MANY_REQUESTS. If nil, nothing is limited.
+	Limiter Limiter
+	// MaxPendingCommands bounds the commands a thing may have waiting
+	// (SENDING); a new one beyond it is answered 429
+	// TOO_MANY_PENDING_COMMANDS. If zero, DefaultMaxPendingCommands; if
+	// negative, no bound.
+	MaxPendingCommands int
 	// Now tells the time. If nil, time.Now.
 	Now func() time.Time
 }

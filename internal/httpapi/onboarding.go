@@ -111,9 +111,15 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 			if p.kind == store.TokenThing && p.subject != thing.ID {
 				return errWrongToken.with("a thing may onboard only itself")
 			}
+			thingKey, addrKey := thingLimitKey(p.appID, "id", thing.ID), addrLimitKey("thing-password", r)
+			if err := h.limitAllow(w, thingKey, addrKey); err != nil {
+				return err
+			}
 			if !h.thingPasswords.Verify(thing.PasswordHash, *req.ThingPassword) {
+				h.limitFail(thingKey, addrKey)
 				return errWrongPassword
 			}
+			h.limitSucceed(thingKey)
 		}
 		req.apply(&thing)
 		thing.ModifiedAt = now

@@ -67,7 +67,17 @@ func (h *Handler) postToken(w http.ResponseWriter, r *http.Request) error {
 		return errInvalidClient.with("client_id must be the app ID")
 	}
 	kind := store.TokenApp
+	addrKey := addrLimitKey("app-key", r)
+	guess := req.ClientSecret != anonymousSecret
+	if guess {
+		if err := h.limitAllow(w, addrKey); err != nil {
+			return err
+		}
+	}
 	if !h.appKeys.Verify(app.KeyHash, req.ClientSecret) {
+		if guess {
+			h.limitFail(addrKey)
+		}
 		if !app.AllowAnonymous {
 			return errInvalidClient.with("wrong client_secret")
 		}
