@@ -256,6 +256,9 @@ type Store interface {
 	// by alias; an empty slice when none was uploaded.
 	States(ctx context.Context, thingID string) ([]State, error)
 
+	// AppSide holds the users, owners, history and triggers of the app side.
+	AppSide
+
 	// Close releases the store's resources.
 	Close() error
 }

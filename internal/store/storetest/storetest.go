@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StatesErrors", testStatesErrors},
 		{"ConcurrentWrites", testConcurrentWrites},
 	}
+	tests = append(tests, appSideTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.run(t, newStore(t))

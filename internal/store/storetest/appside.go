@@ -1,0 +1,450 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+// appSideTests check the store.AppSide methods.
+var appSideTests = []struct {
+	name string
+	run  func(t *testing.T, s store.Store)
+}{
+	{"Users", testUsers},
+	{"Groups", testGroups},
+	{"Owners", testOwners},
+	{"ThingsPagination", testThingsPagination},
+	{"EndNodes", testEndNodes},
+	{"ExpireCommands", testExpireCommands},
+	{"StateHistory", testStateHistory},
+	{"PruneStateHistory", testPruneStateHistory},
+	{"TriggerRoundTrip", testTriggerRoundTrip},
+	{"TriggersPagination", testTriggersPagination},
+	{"EnabledTriggers", testEnabledTriggers},
+	{"UpdateTrigger", testUpdateTrigger},
+	{"DeleteTrigger", testDeleteTrigger},
+	{"TriggerResults", testTriggerResults},
+}
+
+func newUser(appID, id, username string) store.User {
+	return store.User{ID: id, AppID: appID, Username: username, PasswordHash: "$argon2id$" + id, CreatedAt: at(3)}
+}
+
+func testUsers(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "PutApp app2", s.PutApp(ctx, newApp("app2")))
+	u := newUser("app1", "u.1", "alice")
+	must(t, "CreateUser", s.CreateUser(ctx, u))
+	got, err := s.User(ctx, "app1", "u.1")
+	must(t, "User", err)
+	diff(t, "User", got, u)
+	got, err = s.UserByUsername(ctx, "app1", "alice")
+	must(t, "UserByUsername", err)
+	diff(t, "UserByUsername", got, u)
+
+	wantErr(t, "CreateUser taken username", s.CreateUser(ctx, newUser("app1", "u.2", "alice")), store.ErrConflict)
+	wantErr(t, "CreateUser taken ID", s.CreateUser(ctx, newUser("app1", "u.1", "bob")), store.ErrConflict)
+	wantErr(t, "CreateUser unknown app", s.CreateUser(ctx, newUser("nope", "u.3", "carol")), store.ErrNotFound)
+	must(t, "CreateUser same username in another app", s.CreateUser(ctx, newUser("app2", "u.4", "alice")))
+	_, err = s.User(ctx, "app2", "u.1")
+	wantErr(t, "User of another app", err, store.ErrNotFound)
+	_, err = s.UserByUsername(ctx, "app1", "nobody")
+	wantErr(t, "UserByUsername missing", err, store.ErrNotFound)
+}
+
+func testGroups(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "PutApp app2", s.PutApp(ctx, newApp("app2")))
+	for _, u := range []store.User{newUser("app1", "u.1", "a"), newUser("app1", "u.2", "b"), newUser("app2", "u.9", "z")} {
+		must(t, "CreateUser", s.CreateUser(ctx, u))
+	}
+	g := store.Group{ID: "g.1", AppID: "app1", Name: "home", Owner: "u.1", Members: []string{"u.1", "u.2"}, CreatedAt: at(4)}
+	must(t, "CreateGroup", s.CreateGroup(ctx, g))
+	got, err := s.Group(ctx, "app1", "g.1")
+	must(t, "Group", err)
+	diff(t, "Group", got, g)
+	must(t, "CreateGroup g.2", s.CreateGroup(ctx, store.Group{ID: "g.2", AppID: "app1", Name: "solo", Owner: "u.2", Members: []string{"u.2"}, CreatedAt: at(5)}))
+
+	ids, err := s.GroupsOfUser(ctx, "app1", "u.2")
+	must(t, "GroupsOfUser", err)
+	diff(t, "groups of u.2", ids, []string{"g.1", "g.2"})
+	ids, err = s.GroupsOfUser(ctx, "app1", "u.1")
+	must(t, "GroupsOfUser", err)
+	diff(t, "groups of u.1", ids, []string{"g.1"})
+	ids, err = s.GroupsOfUser(ctx, "app2", "u.1")
+	must(t, "GroupsOfUser other app", err)
+	if len(ids) != 0 {
+		t.Fatalf("groups of u.1 in app2=%v, want none", ids)
+	}
+
+	wantErr(t, "CreateGroup unknown member", s.CreateGroup(ctx, store.Group{ID: "g.3", AppID: "app1", Name: "x", Owner: "u.1", Members: []string{"u.1", "u.nope"}, CreatedAt: at(5)}), store.ErrNotFound)
+	wantErr(t, "CreateGroup member of another app", s.CreateGroup(ctx, store.Group{ID: "g.4", AppID: "app1", Name: "x", Owner: "u.1", Members: []string{"u.9"}, CreatedAt: at(5)}), store.ErrNotFound)
+	_, err = s.Group(ctx, "app1", "g.3")
+	wantErr(t, "failed group stored nothing", err, store.ErrNotFound)
+	_, err = s.Group(ctx, "app2", "g.1")
+	wantErr(t, "Group of another app", err, store.ErrNotFound)
+}
+
+func testOwners(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	_, err := s.ThingOwner(ctx, "th.1")
+	wantErr(t, "ThingOwner before any", err, store.ErrNotFound)
+	must(t, "AddOwner", s.AddOwner(ctx, "app1", "th.1", "USER:u.1", at(5)))
+	must(t, "AddOwner again, same owner", s.AddOwner(ctx, "app1", "th.1", "USER:u.1", at(6)))
+	wantErr(t, "AddOwner another owner", s.AddOwner(ctx, "app1", "th.1", "GROUP:g.1", at(7)), store.ErrConflict)
+	wantErr(t, "AddOwner missing thing", s.AddOwner(ctx, "app1", "th.nope", "USER:u.1", at(7)), store.ErrNotFound)
+	wantErr(t, "AddOwner thing of another app", s.AddOwner(ctx, "app2", "th.1", "USER:u.1", at(7)), store.ErrNotFound)
+	owner, err := s.ThingOwner(ctx, "th.1")
+	must(t, "ThingOwner", err)
+	if owner != "USER:u.1" {
+		t.Fatalf("ThingOwner=%q, want USER:u.1", owner)
+	}
+}
+
+func testThingsPagination(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "PutApp app2", s.PutApp(ctx, newApp("app2")))
+	for i := 2; i <= 5; i++ {
+		must(t, "SaveOnboarding", s.SaveOnboarding(ctx, onboarding("app1", fmt.Sprintf("th.%d", i), fmt.Sprintf("v%d", i), fmt.Sprintf("in%d", i), fmt.Sprintf("tok%d", i))))
+	}
+	must(t, "SaveOnboarding app2", s.SaveOnboarding(ctx, onboarding("app2", "th.x", "vx", "inx", "tokx")))
+
+	var ids []string
+	key, pages := "", 0
+	for {
+		things, next, err := s.Things(ctx, "app1", key, 2)
+		must(t, "Things", err)
+		for _, th := range things {
+			ids = append(ids, th.ID)
+		}
+		pages++
+		if next == "" {
+			break
+		}
+		key = next
+		if pages > 10 {
+			t.Fatal("Things never ends")
+		}
+	}
+	diff(t, "things of app1", ids, []string{"th.1", "th.2", "th.3", "th.4", "th.5"})
+	if pages != 3 {
+		t.Fatalf("pages=%d, want 3", pages)
+	}
+	all, next, err := s.Things(ctx, "app1", "", 0)
+	must(t, "Things all", err)
+	if len(all) != 5 || next != "" {
+		t.Fatalf("Things all: %d things, next %q", len(all), next)
+	}
+	diff(t, "first thing", all[0], newThing("app1", "th.1", "v1"))
+	_, _, err = s.Things(ctx, "app1", "junk", 2)
+	if err == nil {
+		t.Fatal("Things with a junk pagination key: no error")
+	}
+}
+
+func testEndNodes(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+	_, err := s.EndNode(ctx, "th.2")
+	wantErr(t, "EndNode before any", err, store.ErrNotFound)
+	e := store.EndNode{ThingID: "th.2", GatewayID: "th.1", Online: true, ModifiedAt: at(5)}
+	must(t, "PutEndNode", s.PutEndNode(ctx, e))
+	got, err := s.EndNode(ctx, "th.2")
+	must(t, "EndNode", err)
+	diff(t, "EndNode", got, e)
+	e.Online, e.ModifiedAt = false, at(6)
+	must(t, "PutEndNode offline", s.PutEndNode(ctx, e))
+	got, err = s.EndNode(ctx, "th.2")
+	must(t, "EndNode", err)
+	diff(t, "EndNode replaced", got, e)
+	wantErr(t, "PutEndNode missing gateway", s.PutEndNode(ctx, store.EndNode{ThingID: "th.2", GatewayID: "th.nope", ModifiedAt: at(7)}), store.ErrNotFound)
+	wantErr(t, "PutEndNode missing end node", s.PutEndNode(ctx, store.EndNode{ThingID: "th.nope", GatewayID: "th.1", ModifiedAt: at(7)}), store.ErrNotFound)
+}
+
+func testExpireCommands(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	old := newCommand("th.1", "old", 1)
+	delivered := newCommand("th.1", "delivered", 1)
+	delivered.State = store.CommandDelivered
+	young := newCommand("th.1", "young", 10)
+	for _, c := range []store.Command{old, delivered, young} {
+		must(t, "CreateCommand", s.CreateCommand(ctx, c))
+	}
+	n, err := s.ExpireCommands(ctx, at(5), at(20))
+	must(t, "ExpireCommands", err)
+	if n != 1 {
+		t.Fatalf("ExpireCommands moved %d, want 1", n)
+	}
+	got, err := s.Command(ctx, "th.1", "old")
+	must(t, "Command old", err)
+	old.State, old.ModifiedAt = store.CommandExpired, at(20)
+	diff(t, "expired command", got, old)
+	for _, c := range []store.Command{delivered, young} {
+		got, err := s.Command(ctx, "th.1", c.ID)
+		must(t, "Command", err)
+		diff(t, "untouched command "+c.ID, got, c)
+	}
+	pending, err := s.PendingCommands(ctx, "th.1")
+	must(t, "PendingCommands", err)
+	if len(pending) != 1 || pending[0].ID != "young" {
+		t.Fatalf("pending after expiry: %v", pending)
+	}
+	n, err = s.ExpireCommands(ctx, at(5), at(21))
+	must(t, "ExpireCommands again", err)
+	if n != 0 {
+		t.Fatalf("ExpireCommands again moved %d, want 0", n)
+	}
+}
+
+func testStateHistory(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+	for i := 1; i <= 5; i++ {
+		must(t, "WriteStates", s.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateMerge, At: at(i * 10),
+			Aliases: map[string]json.RawMessage{"a": raw(fmt.Sprintf(`{"t":%d}`, i)), "b": raw(`{"x":0}`)}}))
+	}
+	must(t, "WriteStates th.2", s.WriteStates(ctx, store.StateWrite{ThingID: "th.2", Mode: store.StateReplace, At: at(20),
+		Aliases: map[string]json.RawMessage{"a": raw(`{"t":99}`)}}))
+	must(t, "WriteStates merge", s.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateMerge, At: at(60),
+		Aliases: map[string]json.RawMessage{"a": raw(`{"u":1}`)}}))
+
+	h, err := s.StateHistory(ctx, "th.1", "a", at(20), at(40), 0)
+	must(t, "StateHistory", err)
+	diff(t, "history 20..40", h, []store.State{
+		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":2}`), ModifiedAt: at(20)},
+		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":3}`), ModifiedAt: at(30)},
+		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":4}`), ModifiedAt: at(40)},
+	})
+	h, err = s.StateHistory(ctx, "th.1", "a", at(45), time.Time{}, 0)
+	must(t, "StateHistory open end", err)
+	diff(t, "history from 45 (merged states kept whole)", h, []store.State{
+		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":5}`), ModifiedAt: at(50)},
+		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":5,"u":1}`), ModifiedAt: at(60)},
+	})
+	h, err = s.StateHistory(ctx, "th.1", "a", at(0), time.Time{}, 2)
+	must(t, "StateHistory limit", err)
+	if len(h) != 2 || !h[0].ModifiedAt.Equal(at(10)) {
+		t.Fatalf("history limit 2: %v", h)
+	}
+	h, err = s.StateHistory(ctx, "th.1", "nope", at(0), time.Time{}, 0)
+	must(t, "StateHistory unknown alias", err)
+	if len(h) != 0 {
+		t.Fatalf("history of unknown alias: %v", h)
+	}
+}
+
+func testPruneStateHistory(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	for i := 1; i <= 3; i++ {
+		must(t, "WriteStates", s.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateReplace, At: at(i * 10),
+			Aliases: map[string]json.RawMessage{"a": raw(fmt.Sprintf(`{"t":%d}`, i))}}))
+	}
+	n, err := s.PruneStateHistory(ctx, at(30))
+	must(t, "PruneStateHistory", err)
+	if n != 2 {
+		t.Fatalf("pruned %d, want 2", n)
+	}
+	h, err := s.StateHistory(ctx, "th.1", "a", time.Time{}, time.Time{}, 0)
+	must(t, "StateHistory", err)
+	diff(t, "history after prune", h, []store.State{{ThingID: "th.1", Alias: "a", Body: raw(`{"t":3}`), ModifiedAt: at(30)}})
+	states, err := s.States(ctx, "th.1")
+	must(t, "States", err)
+	if len(states) != 1 {
+		t.Fatalf("latest states after prune: %v", states)
+	}
+}
+
+func newTrigger(thingID, id string, created int) store.Trigger {
+	return store.Trigger{
+		ID: id, AppID: "app1", ThingID: thingID, EventSource: store.EventStates,
+		Predicate: raw(`{"eventSource":"STATES","condition":{"type":"eq","field":"power","value":true},"triggersWhen":"CONDITION_FALSE_TO_TRUE"}`),
+		Command:   raw(`{"issuer":"user:u.1","actions":[{"A":[{"turnPower":false}]}]}`),
+		CreatedAt: at(created), ModifiedAt: at(created),
+	}
+}
+
+func testTriggerRoundTrip(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	full := newTrigger("th.1", "t.full", 5)
+	full.Command = nil
+	full.ServerCode = raw(`{"endpoint":"notify","parameters":{"k":1}}`)
+	full.Title, full.Description, full.Metadata = "hot", "when hot", raw(`{"m":true}`)
+	full.Disabled, full.DisabledReason = true, "by owner"
+	full.Run = store.TriggerRun{Evaluated: true, Satisfied: true, FiredAt: at(6)}
+	for _, tr := range []store.Trigger{newTrigger("th.1", "t.1", 4), full} {
+		must(t, "CreateTrigger "+tr.ID, s.CreateTrigger(ctx, tr))
+		got, err := s.Trigger(ctx, "th.1", tr.ID)
+		must(t, "Trigger", err)
+		diff(t, "Trigger "+tr.ID, got, tr)
+	}
+	wantErr(t, "CreateTrigger taken ID", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 7)), store.ErrConflict)
+	wantErr(t, "CreateTrigger unknown thing", s.CreateTrigger(ctx, newTrigger("th.nope", "t.2", 7)), store.ErrNotFound)
+	_, err := s.Trigger(ctx, "th.2", "t.1")
+	wantErr(t, "Trigger of another thing", err, store.ErrNotFound)
+}
+
+func testTriggersPagination(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	for i := 1; i <= 5; i++ {
+		must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", fmt.Sprintf("t.%d", i), 5)))
+	}
+	var ids []string
+	key := ""
+	for range 10 {
+		trs, next, err := s.Triggers(ctx, "th.1", key, 2)
+		must(t, "Triggers", err)
+		for _, tr := range trs {
+			ids = append(ids, tr.ID)
+		}
+		if next == "" {
+			break
+		}
+		key = next
+	}
+	diff(t, "trigger pages", ids, []string{"t.1", "t.2", "t.3", "t.4", "t.5"})
+	all, next, err := s.Triggers(ctx, "th.1", "", 0)
+	must(t, "Triggers all", err)
+	if len(all) != 5 || next != "" {
+		t.Fatalf("Triggers all: %d, next %q", len(all), next)
+	}
+	_, _, err = s.Triggers(ctx, "th.1", "junk", 2)
+	if err == nil {
+		t.Fatal("Triggers with a junk key: no error")
+	}
+}
+
+func testEnabledTriggers(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+	states1 := newTrigger("th.1", "s1", 1)
+	disabled := newTrigger("th.1", "s2", 2)
+	disabled.Disabled = true
+	sched := newTrigger("th.1", "c1", 3)
+	sched.EventSource = store.EventSchedule
+	sched2 := newTrigger("th.2", "c2", 4)
+	sched2.EventSource = store.EventSchedule
+	states2 := newTrigger("th.2", "s3", 5)
+	for _, tr := range []store.Trigger{states1, disabled, sched, sched2, states2} {
+		must(t, "CreateTrigger", s.CreateTrigger(ctx, tr))
+	}
+	ids := func(trs []store.Trigger) []string {
+		out := []string{}
+		for _, tr := range trs {
+			out = append(out, tr.ID)
+		}
+		return out
+	}
+	got, err := s.EnabledTriggers(ctx, "th.1", store.EventStates)
+	must(t, "EnabledTriggers", err)
+	diff(t, "enabled STATES of th.1", ids(got), []string{"s1"})
+	got, err = s.EnabledTriggers(ctx, "", store.EventSchedule)
+	must(t, "EnabledTriggers all things", err)
+	diff(t, "enabled SCHEDULE", ids(got), []string{"c1", "c2"})
+	got, err = s.EnabledTriggers(ctx, "", store.EventScheduleOnce)
+	must(t, "EnabledTriggers none", err)
+	diff(t, "enabled SCHEDULE_ONCE", ids(got), []string{})
+}
+
+func testUpdateTrigger(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	tr := newTrigger("th.1", "t.1", 1)
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, tr))
+	tr.EventSource = store.EventScheduleOnce
+	tr.Predicate = raw(`{"eventSource":"SCHEDULE_ONCE","scheduleAt":1750000000000}`)
+	tr.Command, tr.ServerCode = nil, raw(`{"endpoint":"e"}`)
+	tr.Title, tr.Disabled, tr.DisabledReason = "t", true, "r"
+	tr.Run = store.TriggerRun{Evaluated: true, FiredAt: at(3)}
+	tr.ModifiedAt = at(4)
+	tr.CreatedAt = at(99) // not updated
+	must(t, "UpdateTrigger", s.UpdateTrigger(ctx, tr))
+	got, err := s.Trigger(ctx, "th.1", "t.1")
+	must(t, "Trigger", err)
+	tr.CreatedAt = at(1)
+	diff(t, "updated trigger", got, tr)
+
+	run := store.TriggerRun{Evaluated: true, Satisfied: true, FiredAt: at(8)}
+	must(t, "SetTriggerRun", s.SetTriggerRun(ctx, "th.1", "t.1", run))
+	got, err = s.Trigger(ctx, "th.1", "t.1")
+	must(t, "Trigger", err)
+	tr.Run = run
+	diff(t, "trigger after SetTriggerRun", got, tr)
+
+	missing := newTrigger("th.1", "nope", 1)
+	wantErr(t, "UpdateTrigger missing", s.UpdateTrigger(ctx, missing), store.ErrNotFound)
+	wantErr(t, "SetTriggerRun missing", s.SetTriggerRun(ctx, "th.1", "nope", run), store.ErrNotFound)
+	wantErr(t, "SetTriggerRun other thing", s.SetTriggerRun(ctx, "th.2", "t.1", run), store.ErrNotFound)
+}
+
+func testDeleteTrigger(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 1)))
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.2", 1)))
+	must(t, "AddTriggerResult", s.AddTriggerResult(ctx, store.TriggerResult{TriggerID: "t.1", ThingID: "th.1", Succeeded: true, ExecutedAt: at(2)}))
+	wantErr(t, "DeleteTrigger other thing", s.DeleteTrigger(ctx, "th.2", "t.1"), store.ErrNotFound)
+	must(t, "DeleteTrigger", s.DeleteTrigger(ctx, "th.1", "t.1"))
+	_, err := s.Trigger(ctx, "th.1", "t.1")
+	wantErr(t, "Trigger after delete", err, store.ErrNotFound)
+	wantErr(t, "DeleteTrigger again", s.DeleteTrigger(ctx, "th.1", "t.1"), store.ErrNotFound)
+	res, _, err := s.TriggerResults(ctx, "th.1", "t.1", "", 0)
+	must(t, "TriggerResults after delete", err)
+	if len(res) != 0 {
+		t.Fatalf("results outlived their trigger: %v", res)
+	}
+	// A new trigger with the old ID starts without results.
+	must(t, "CreateTrigger reuse ID", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 3)))
+	if _, err := s.Trigger(ctx, "th.1", "t.2"); err != nil {
+		t.Fatalf("other trigger gone: %v", err)
+	}
+}
+
+func testTriggerResults(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 1)))
+	want := []store.TriggerResult{}
+	for i := 1; i <= 5; i++ {
+		r := store.TriggerResult{TriggerID: "t.1", ThingID: "th.1", Succeeded: i%2 == 0, Endpoint: "ep", ExecutedAt: at(i)}
+		if r.Succeeded {
+			r.ReturnedValue = raw(fmt.Sprintf(`{"n":%d}`, i))
+		} else {
+			r.Error = "status 500"
+		}
+		must(t, "AddTriggerResult", s.AddTriggerResult(ctx, r))
+		want = append([]store.TriggerResult{r}, want...) // newest first
+	}
+	wantErr(t, "AddTriggerResult unknown trigger", s.AddTriggerResult(ctx, store.TriggerResult{TriggerID: "nope", ThingID: "th.1", ExecutedAt: at(1)}), store.ErrNotFound)
+	var got []store.TriggerResult
+	key := ""
+	for range 10 {
+		page, next, err := s.TriggerResults(ctx, "th.1", "t.1", key, 2)
+		must(t, "TriggerResults", err)
+		got = append(got, page...)
+		if next == "" {
+			break
+		}
+		key = next
+	}
+	diff(t, "results, newest first", got, want)
+	other, _, err := s.TriggerResults(ctx, "th.2", "t.1", "", 0)
+	must(t, "TriggerResults other thing", err)
+	if len(other) != 0 {
+		t.Fatalf("results of another thing's trigger: %v", other)
+	}
+}
