@@ -46,7 +46,28 @@ type Config struct {
 	// HandlerTimeout bounds the time one request may take in the handler.
 	// If zero, 30 seconds.
 	HandlerTimeout time.Duration
+	// WriteTimeout bounds one write to a client: a client that does not read
+	// (a slow or stuck subscriber) is disconnected when a write to it cannot
+	// finish within it, so it never holds server memory or a push. If zero,
+	// 30 seconds.
+	WriteTimeout time.Duration
+	// MaxConnsPerAddr bounds the connections one source IP address may hold
+	// open on this broker (all its listeners together, including those
+	// still before their CONNECT); a connection beyond it is closed at once.
+	// If zero, DefaultMaxConnsPerAddr; if negative, no bound.
+	MaxConnsPerAddr int
+	// MaxInflight bounds the QoS 1 and 2 messages in flight per client, in
+	// either direction (MQTT 5 Receive Maximum; a client that sends more
+	// unacknowledged QoS 2 messages is disconnected). If zero, 256.
+	MaxInflight uint16
+	// MaxQueued bounds the packets mochi queues per client for writing. If
+	// zero, 64.
+	MaxQueued int32
 }
+
+// DefaultMaxConnsPerAddr is the default of Config.MaxConnsPerAddr: generous,
+// because whole fleets may sit behind one NAT address.
+const DefaultMaxConnsPerAddr = 1000
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
@@ -60,6 +81,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = DefaultMaxConnsPerAddr
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = 256
+	}
+	if c.MaxQueued == 0 {
+		c.MaxQueued = 64
 	}
 }
 
@@ -82,9 +115,9 @@ func newMochi(c *Config) *mqtt.Server {
 	caps.WildcardSubAvailable = 0
 	caps.SubIDAvailable = 0
 	caps.MaximumSessionExpiryInterval = 0
-	caps.MaximumClientWritesPending = 64
-	caps.MaximumInflight = 256
-	caps.ReceiveMaximum = 256
+	caps.MaximumClientWritesPending = c.MaxQueued
+	caps.MaximumInflight = c.MaxInflight
+	caps.ReceiveMaximum = c.MaxInflight
 	caps.TopicAliasMaximum = 0
 	caps.MaximumMessageExpiryInterval = math.MaxUint32
 	return mqtt.New(&mqtt.Options{
@@ -99,13 +132,17 @@ func newMochi(c *Config) *mqtt.Server {
 	})
 }
 
-// attach adds the bound listeners to a mochi server.
+// attach adds the bound listeners to a mochi server. They share one count
+// of connections per source address.
 func attach(srv *mqtt.Server, c *Config, lns []*Listener) error {
+	perAddr := newAddrCounter(c.MaxConnsPerAddr)
 	for _, l := range lns {
 		if l == nil {
 			continue
 		}
 		l.connectTimeout = c.ConnectTimeout
+		l.writeTimeout = c.WriteTimeout
+		l.perAddr = perAddr
 		if err := srv.AddListener(l); err != nil {
 			return fmt.Errorf("add listener %s: %w", l.ID(), err)
 		}

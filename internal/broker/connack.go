@@ -20,6 +20,11 @@ const (
 	RefuseNotAuthorized
 	// RefuseUnavailable: the server cannot check the credentials now.
 	RefuseUnavailable
+	// RefuseRateLimited: too many wrong credentials came from this address
+	// lately; the credentials were not checked. MQTT 5 has a code for it
+	// (0x9F connection rate exceeded); MQTT 3 only "server unavailable"
+	// (0x03), which devices treat as "try again later", as they should.
+	RefuseRateLimited
 )
 
 // codes returns the MQTT 5 reason code and the MQTT 3 return code.
@@ -31,6 +36,8 @@ func (r Refusal) codes() (v5 packets.Code, v3 byte) {
 		return packets.ErrBadUsernameOrPassword, 0x04
 	case RefuseNotAuthorized:
 		return packets.ErrNotAuthorized, 0x05
+	case RefuseRateLimited:
+		return packets.ErrConnectionRateExceeded, 0x03
 	default:
 		return packets.ErrServerUnavailable, 0x03
 	}

@@ -59,6 +59,11 @@ type Listener struct {
 	log       *slog.Logger
 	// connectTimeout bounds the time from accept to a complete CONNECT.
 	connectTimeout time.Duration
+	// writeTimeout bounds every write (see writeDeadlineConn).
+	writeTimeout time.Duration
+	// perAddr counts connections per source address, shared by the
+	// broker's listeners.
+	perAddr *addrCounter
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // accepted, not yet finished
@@ -131,6 +136,16 @@ func (l *Listener) handle(c net.Conn, establish listeners.EstablishFn) {
 		return
 	}
 	defer l.untrack(c)
+	key, ok := l.perAddr.acquire(c.RemoteAddr())
+	if !ok {
+		l.log.Debug("too many connections from one address", "remote", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	defer l.perAddr.release(key)
+	if l.writeTimeout > 0 {
+		c = &writeDeadlineConn{Conn: c, timeout: l.writeTimeout}
+	}
 	_ = c.SetDeadline(time.Now().Add(l.connectTimeout))
 	err := establish(l.ID(), c)
 	if err != nil && !errors.Is(err, io.EOF) {

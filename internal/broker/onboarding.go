@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,11 @@ type OnboardingConfig struct {
 	Store store.Store
 	// Verifier checks app keys. If nil, a private one is used.
 	Verifier *secret.Verifier
+	// Limiter slows down app key guessing: wrong app keys and unknown apps
+	// count as failures of the source address, and a blocked address is
+	// refused with RefuseRateLimited before its credentials are checked. If
+	// nil, nothing is limited.
+	Limiter httpapi.Limiter
 }
 
 // Onboarding is the onboarding broker: devices connect with client ID
@@ -115,6 +121,17 @@ func parseAppCredentials(username, password []byte) (appID, key string, ok bool)
 	return u["client_id"], k, true
 }
 
+// appKeyLimitKey is the limiter key of app key guesses from a remote
+// address ("ip:port"); it is the one the REST token endpoint uses, so that
+// guesses over MQTT and REST count together.
+func appKeyLimitKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	return "app-key|addr|" + host
+}
+
 func params(s string) map[string]string {
 	m := make(map[string]string, 2)
 	for _, kv := range strings.Split(s, "&") {
@@ -149,17 +166,30 @@ func (h *onboardingHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if !ok {
 		return refuse(cl, RefuseCredentials)
 	}
+	lim, limKey := h.b.cfg.Limiter, appKeyLimitKey(cl.Net.Remote)
+	if lim != nil {
+		if _, ok := lim.Allow(limKey); !ok {
+			h.b.cfg.Logger.Debug("connect rate limited", "remote", cl.Net.Remote)
+			return refuse(cl, RefuseRateLimited)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
 	defer cancel()
 	app, err := h.b.cfg.Store.App(ctx, appID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		if lim != nil {
+			lim.Fail(limKey)
+		}
 		return refuse(cl, RefuseNotAuthorized)
 	case err != nil:
 		h.b.cfg.Logger.Error("look up app", "app", appID, "error", err)
 		return refuse(cl, RefuseUnavailable)
 	}
 	if !h.b.cfg.Verifier.Verify(app.KeyHash, key) {
+		if lim != nil {
+			lim.Fail(limKey)
+		}
 		return refuse(cl, RefuseCredentials)
 	}
 	cl.ID = AnonymousClientID + "#" + strconv.FormatUint(h.b.seq.Add(1), 10)

@@ -1,0 +1,90 @@
+package broker
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// addrCounter counts open connections per source IP address, shared by the
+// listeners of one broker.
+type addrCounter struct {
+	max int // <= 0: no bound
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func newAddrCounter(max int) *addrCounter {
+	return &addrCounter{max: max, n: make(map[string]int)}
+}
+
+// acquire counts a connection from addr and reports whether it is within
+// the bound; a true answer must be followed by release.
+func (a *addrCounter) acquire(addr net.Addr) (key string, ok bool) {
+	if a == nil || a.max <= 0 {
+		return "", true
+	}
+	key = addr.String()
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		key = ta.IP.String()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n[key] >= a.max {
+		return "", false
+	}
+	a.n[key]++
+	return key, true
+}
+
+func (a *addrCounter) release(key string) {
+	if a == nil || a.max <= 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n[key]--; a.n[key] <= 0 {
+		delete(a.n, key)
+	}
+}
+
+// open returns the number of connections counted for the IP address ip.
+func (a *addrCounter) open(ip string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n[ip]
+}
+
+// writeDeadlineConn gives every write a deadline and closes the connection
+// when one fails, so that a client that stops reading is dropped instead of
+// blocking the writer (the push loop, or mochi's write loop) for good.
+// mochi's own deadlines (keep-alive) cover reads; it sets the write deadline
+// only together with the read deadline, and a keep-alive of 0 means none.
+type writeDeadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *writeDeadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// SetWriteDeadline on a WebSocket connection goes to gorilla's connection:
+// it sets the underlying deadline itself before every frame, from its own.
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+
+// SetDeadline sets the read deadline of the underlying connection and the
+// write deadline of gorilla's.
+func (c *wsConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.ws.SetWriteDeadline(t)
+}

@@ -1,0 +1,144 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+// rawConnect opens a TCP connection and sends an MQTT 3.1.1 CONNECT with
+// keep-alive 0 (no read deadline from mochi), returning the connection and
+// the CONNACK return code.
+func rawConnect(t *testing.T, addr, clientID, user, pass string) (net.Conn, byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, ClientIdentifier: clientID,
+			UsernameFlag: true, Username: []byte(user), PasswordFlag: true, Password: []byte(pass)}}
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(waitFor))
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil {
+		t.Fatalf("CONNACK: %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return conn, ack[3]
+}
+
+// rawSubscribe sends a SUBSCRIBE at QoS 0 without reading the SUBACK.
+func rawSubscribe(t *testing.T, conn net.Conn, filter string) {
+	t.Helper()
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, ProtocolVersion: 4,
+		PacketID: 1, Filters: packets.Subscriptions{{Filter: filter}}}
+	var buf bytes.Buffer
+	if err := pk.SubscribeEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConnectionsPerAddress: a source address gets MaxConnsPerAddr
+// connections over all the broker's listeners, counted from accept, and a
+// freed slot can be used again.
+func TestConnectionsPerAddress(t *testing.T) {
+	f := newFixture(t, Config{MaxConnsPerAddr: 2})
+	open := func(addr string) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	waitOpen := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(waitFor)
+		for f.tcp.perAddr.open("127.0.0.1") != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections counted, want %d", f.tcp.perAddr.open("127.0.0.1"), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	a := open(f.tcp.Addr().String())
+	waitOpen(1)
+	b := open(f.tcp.Addr().String())
+	waitOpen(2)
+	third := open(f.tcp.Addr().String())
+	_ = third.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := third.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("third connection: read %v, want EOF: the server should close it", err)
+	}
+	// The first two stay open.
+	_ = b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := b.Read(make([]byte, 1)); err == nil || err == io.EOF {
+		t.Fatalf("second connection: read %v, want a timeout", err)
+	}
+	a.Close()
+	waitOpen(1)
+	// A real client gets the freed slot.
+	if _, code := rawConnect(t, f.tcp.Addr().String(), f.inst.MQTTTopic, f.inst.Username, f.password); code != 0 {
+		t.Fatalf("CONNACK %#x after a slot was freed", code)
+	}
+}
+
+// TestSlowReaderIsDisconnected: a subscriber that never reads is
+// disconnected once a write to it cannot finish within WriteTimeout, and its
+// commands stay pending for its next connection: the server holds neither
+// memory nor a blocked push for it.
+func TestSlowReaderIsDisconnected(t *testing.T) {
+	f := newFixture(t, Config{WriteTimeout: 300 * time.Millisecond})
+	conn, code := rawConnect(t, f.tcp.Addr().String(), f.inst.MQTTTopic, f.inst.Username, f.password)
+	if code != 0 {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	// Enough large commands to fill the socket buffers many times over.
+	big := `[{"a":{"v":"` + strings.Repeat("x", 256<<10) + `"}}]`
+	const n = 100
+	for i := range n {
+		now := time.Now()
+		c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
+			Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(big), CreatedAt: now, ModifiedAt: now}
+		if err := f.store.CreateCommand(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rawSubscribe(t, conn, f.inst.MQTTTopic) // the SUBACK starts the push; we never read
+	deadline := time.Now().Add(waitFor)
+	for f.api.Connections() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the non-reading subscriber is still connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pending, err := f.store.PendingCommands(context.Background(), f.thing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) == 0 || len(pending) == n {
+		t.Fatalf("%d of %d commands pending, want some delivered and the rest pending", len(pending), n)
+	}
+	t.Logf("%d of %d commands written before the disconnect", n-len(pending), n)
+}
