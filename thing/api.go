@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/thingif/thingif/codec"
 )
 
@@ -81,16 +84,20 @@ func (c *Client) do(ctx context.Context, method string, pathOf func(thingID stri
 // exchange publishes a request registered as w and waits for its answer.
 func (c *Client) exchange(ctx context.Context, cm *autopaho.ConnectionManager, w *waiter, id, topic string, payload []byte) (*Response, error) {
 	defer c.calls.remove(id)
+	// QoS 0: the answer is the acknowledgement, and a PUBACK would only
+	// hold the call on a connection that may be gone.
 	_, err := cm.Publish(ctx, &paho.Publish{
-		Topic: topic, QoS: 1, Payload: payload,
+		Topic: topic, QoS: 0, Payload: payload,
 		Properties: &paho.PublishProperties{CorrelationData: []byte(id)},
 	})
 	if err != nil {
-		if errors.Is(err, autopaho.ConnectionDownError) {
-			return nil, ErrConnectionLost
-		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		var ne net.Error
+		if errors.Is(err, autopaho.ConnectionDownError) || errors.Is(err, session.ErrNoConnection) ||
+			errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.As(err, &ne) || c.lost(w) {
+			return nil, fmt.Errorf("%w: %w", ErrConnectionLost, err)
 		}
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -184,4 +191,11 @@ func (c *Client) getField(ctx context.Context, path, name string) (string, error
 		return "", fmt.Errorf("GET %s: %w", path, err)
 	}
 	return body[name], nil
+}
+
+// lost reports whether the connection w's request went out on is gone.
+func (c *Client) lost(w *waiter) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cm == nil || c.conn != w.conn
 }

@@ -61,8 +61,9 @@
 //     was not marked delivered, after a server restart for example) is not
 //     handled again.
 //  5. API calls. Do and the typed helpers publish an HTTP-like request
-//     (package codec) under p/{mqttTopic}/thing-if/apps/{AppID}/ with an
-//     X-Kii-RequestID header, and match the answer by it. Calls may run
+//     (package codec) under p/{mqttTopic}/thing-if/apps/{AppID}/ at QoS 0
+//     (the answer is the acknowledgement) with an X-Kii-RequestID header,
+//     and match the answer by it. Calls may run
 //     concurrently; each waits for a connection and for its answer until
 //     its context ends. An answer can only reach the connection that asked,
 //     so a call whose connection drops fails with ErrConnectionLost.

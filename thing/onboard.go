@@ -141,7 +141,7 @@ func onboard(ctx context.Context, cfg *Config) (*Credentials, error) {
 	defer pending.remove(id)
 	payload := requestPayload(http.MethodPost, id, "", http.Header{"Content-Type": {media}}, body)
 	if _, err := cm.Publish(ctx, &paho.Publish{
-		Topic: topic, QoS: 1, Payload: payload,
+		Topic: topic, QoS: 0, Payload: payload, // the answer acknowledges it
 		Properties: &paho.PublishProperties{CorrelationData: []byte(id)},
 	}); err != nil {
 		return nil, fmt.Errorf("onboard: publish: %w", err)
