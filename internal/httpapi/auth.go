@@ -128,7 +128,8 @@ func (h *Handler) bearer(ctx context.Context, auth string) (principal, error) {
 // authorizeThing checks that p may act on thing thingID of its app. A thing
 // may act on itself only, and is refused with WRONG_TOKEN for any other
 // thing, existing or not. An app admin may act on any thing of its app; a
-// thing that does not exist is notFound for it. Nobody else may. A thing
+// thing that does not exist is notFound for it. A user may act on the
+// things it owns, alone or through a group (see checkOwner). Nobody else may. A thing
 // acting on itself costs no store call.
 func (h *Handler) authorizeThing(ctx context.Context, p principal, thingID string, notFound *apiError) error {
 	switch p.kind {
@@ -146,6 +147,8 @@ func (h *Handler) authorizeThing(ctx context.Context, p principal, thingID strin
 			return fmt.Errorf("load thing: %w", err)
 		}
 		return nil
+	case store.TokenUser:
+		return h.checkOwner(ctx, p, thingID)
 	}
 	return errWrongToken.with("this token may not act on things")
 }
@@ -158,6 +161,10 @@ func (h *Handler) loadThing(ctx context.Context, p principal, thingID string, no
 			return store.Thing{}, errWrongToken.with("a thing may act only on itself")
 		}
 	case store.TokenApp:
+	case store.TokenUser:
+		if err := h.checkOwner(ctx, p, thingID); err != nil {
+			return store.Thing{}, err
+		}
 	default:
 		return store.Thing{}, errWrongToken.with("this token may not act on things")
 	}

@@ -78,7 +78,7 @@ func toCommandJSON(c store.Command) commandJSON {
 	return out
 }
 
-// postCommand stores a new command for a thing (app admin only), tells the
+// postCommand stores a new command for a thing (app admin or owner), tells the
 // Pusher, and answers 201 {"commandID":…}.
 func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
@@ -86,8 +86,8 @@ func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if p.kind != store.TokenApp {
-		return errWrongToken.with("commands are sent with an app token")
+	if p.kind != store.TokenApp && p.kind != store.TokenUser {
+		return errWrongToken.with("commands are sent by the app admin or an owner")
 	}
 	if mt := mediaType(r); !isJSONMedia(mt) {
 		return errUnsupportedMediaType.with("a command is sent as JSON")
@@ -102,6 +102,9 @@ func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := h.checkPending(ctx, thingID); err != nil {
 		return err
+	}
+	if c.Issuer == "" && p.kind == store.TokenUser {
+		c.Issuer = "user:" + p.subject
 	}
 	now := h.cfg.Now()
 	c.ID = secret.NewID(16)

@@ -53,6 +53,16 @@ var (
 	errTooManyPendingCommands = &apiError{http.StatusTooManyRequests, "TOO_MANY_PENDING_COMMANDS", "TooManyPendingCommands", "the thing has too many commands not yet delivered"}
 
 	errInternal = &apiError{http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "InternalServer", "internal server error"}
+
+	// The app side: users, owners, triggers, history.
+	errWrongTrigger      = &apiError{http.StatusBadRequest, "WRONG_TRIGGER", "WrongTrigger", "the trigger is not valid"}
+	errInvalidGrant      = &apiError{http.StatusBadRequest, "invalid_grant", "InvalidGrant", "wrong username or password"}
+	errUserNotFound      = &apiError{http.StatusNotFound, "USER_NOT_FOUND", "UserNotFound", "the user does not exist"}
+	errGroupNotFound     = &apiError{http.StatusNotFound, "GROUP_NOT_FOUND", "GroupNotFound", "the group does not exist"}
+	errTriggerNotFound   = &apiError{http.StatusNotFound, "TRIGGER_NOT_FOUND", "TriggerNotFound", "the trigger does not exist"}
+	errEndNodeNotFound   = &apiError{http.StatusNotFound, "END_NODE_NOT_FOUND", "EndNodeNotFound", "the thing is not an end node of this gateway"}
+	errUserAlreadyExists = &apiError{http.StatusConflict, "USER_ALREADY_EXISTS", "UserAlreadyExists", "the user exists"}
+	errOwnershipExists   = &apiError{http.StatusConflict, "THING_OWNERSHIP_ALREADY_EXISTS", "ThingOwnershipAlreadyExists", "the thing has another owner"}
 )
 
 // Error implements error.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
+	"github.com/thingif/thingif/internal/trigger"
 )
 
 // Defaults filled in by New for zero Config fields.
@@ -67,6 +68,13 @@ type Config struct {
 	// TOO_MANY_PENDING_COMMANDS. If zero, DefaultMaxPendingCommands; if
 	// negative, no bound.
 	MaxPendingCommands int
+	// UserTokenTTL is the lifetime of user tokens. If zero,
+	// DefaultUserTokenTTL.
+	UserTokenTTL time.Duration
+	// Triggers evaluates the triggers of a thing after each state write and
+	// is told when triggers change. If nil, triggers are stored but never
+	// fire, and server-code triggers are refused.
+	Triggers *trigger.Engine
 	// Now tells the time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -101,6 +109,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: EndpointTTL is under a second", ErrInvalidConfig)
 	case c.ThingTokenTTL < 0:
 		return fmt.Errorf("%w: ThingTokenTTL is negative", ErrInvalidConfig)
+	case c.UserTokenTTL < 0:
+		return fmt.Errorf("%w: UserTokenTTL is negative", ErrInvalidConfig)
 	case c.AppTokenTTL < 0:
 		return fmt.Errorf("%w: AppTokenTTL is negative", ErrInvalidConfig)
 	case c.MaxBodyBytes < 0:
@@ -122,6 +132,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.UserTokenTTL == 0 {
+		c.UserTokenTTL = DefaultUserTokenTTL
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -169,35 +182,9 @@ const (
 )
 
 func (h *Handler) routes() {
-	h.handle(apiPrefix+"/oauth2/token", methods{http.MethodPost: h.postToken})
-	h.handle(apiPrefix+"/installations", methods{http.MethodPost: h.postInstallation})
-	h.handle(apiPrefix+"/installations/{iid}/mqtt-endpoint", methods{http.MethodGet: h.getMQTTEndpoint})
-
-	h.handle(thingIFPrefix+"/onboardings", methods{http.MethodPost: h.postOnboarding})
-
-	h.handle(targetPrefix+"/states", methods{
-		http.MethodGet:   h.getStates,
-		http.MethodPut:   h.writeStates,
-		http.MethodPatch: h.writeStates,
-	})
-	h.handle(targetPrefix+"/states/aliases/{alias}", methods{http.MethodGet: h.getStateAlias})
-	h.handle(targetPrefix+"/states-bulk", methods{http.MethodPost: h.postStatesBulk})
-	h.handle(targetPrefix+"/commands", methods{
-		http.MethodGet:  h.listCommands,
-		http.MethodPost: h.postCommand,
-	})
-	h.handle(targetPrefix+"/commands/{cid}", methods{http.MethodGet: h.getCommand})
-	h.handle(targetPrefix+"/commands/{cid}/action-results", methods{http.MethodPut: h.putActionResults})
-
-	h.handle(thingPrefix+"/firmware-version", methods{
-		http.MethodGet: h.getThingField(firmwareVersionField),
-		http.MethodPut: h.putThingField(firmwareVersionField),
-	})
-	h.handle(thingPrefix+"/thing-type", methods{
-		http.MethodGet: h.getThingField(thingTypeField),
-		http.MethodPut: h.putThingField(thingTypeField),
-	})
-
+	for _, rt := range h.routeTable() {
+		h.handle(rt.pattern, rt.methods)
+	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, errNotFound)
 	})

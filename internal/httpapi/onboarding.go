@@ -49,7 +49,9 @@ type onboardingResponse struct {
 // vendorThingID registers it, later ones check its password. Each success
 // issues a fresh thing token and a fresh MQTT endpoint.
 func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
+	if mt := mediaType(r); isOwnerOnboarding(mt) {
+		return h.postOnboardingByOwner(w, r, mt)
+	}
 	p, err := h.principal(r)
 	if err != nil {
 		return err
@@ -60,7 +62,7 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 		byVendor = true
 	case mt == mediaOnboardingThingByThing:
 	case strings.HasPrefix(mt, mediaOnboardingPrefix):
-		return errUnsupportedMediaType.with("only onboarding by thing is supported yet")
+		return errUnsupportedMediaType.with("unknown onboarding content type %s", mt)
 	default:
 		return errUnsupportedMediaType.with("onboarding needs content type application/vnd.kii.OnboardingWithVendorThingIDByThing+json or application/vnd.kii.OnboardingWithThingIDByThing+json")
 	}
@@ -72,7 +74,19 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	var answer onboardingResponse
+	answer, err := h.onboardThing(w, r, p, &req, byVendor)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, answer)
+	return nil
+}
+
+// onboardThing registers or checks the thing of req as p and issues a
+// token and an MQTT endpoint: the common part of every onboarding.
+func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p principal, req *onboardingRequest, byVendor bool) (onboardingResponse, error) {
+	ctx := r.Context()
+	var err error
 	for attempt := 0; ; attempt++ {
 		var thing store.Thing
 		newThing := false
@@ -83,22 +97,22 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 			thing, err = h.store.Thing(ctx, p.appID, *req.ThingID)
 			if errors.Is(err, store.ErrNotFound) {
 				if p.kind == store.TokenThing {
-					return errWrongToken.with("a thing may onboard only itself")
+					return onboardingResponse{}, errWrongToken.with("a thing may onboard only itself")
 				}
-				return errThingNotFound.with("thing %s does not exist", *req.ThingID)
+				return onboardingResponse{}, errThingNotFound.with("thing %s does not exist", *req.ThingID)
 			}
 		}
 		if err != nil && !newThing {
-			return fmt.Errorf("load thing: %w", err)
+			return onboardingResponse{}, fmt.Errorf("load thing: %w", err)
 		}
 		now := h.cfg.Now()
 		if newThing {
 			if p.kind == store.TokenThing {
-				return errWrongToken.with("a thing may onboard only itself")
+				return onboardingResponse{}, errWrongToken.with("a thing may onboard only itself")
 			}
 			hash, err := secret.HashPassword(*req.ThingPassword, h.cfg.PasswordCost)
 			if err != nil {
-				return fmt.Errorf("hash thing password: %w", err)
+				return onboardingResponse{}, fmt.Errorf("hash thing password: %w", err)
 			}
 			thing = store.Thing{
 				ID:            "th." + secret.NewID(12),
@@ -109,15 +123,15 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 			}
 		} else {
 			if p.kind == store.TokenThing && p.subject != thing.ID {
-				return errWrongToken.with("a thing may onboard only itself")
+				return onboardingResponse{}, errWrongToken.with("a thing may onboard only itself")
 			}
 			thingKey, addrKey := thingLimitKey(p.appID, "id", thing.ID), addrLimitKey("thing-password", r)
 			if err := h.limitAllow(w, thingKey, addrKey); err != nil {
-				return err
+				return onboardingResponse{}, err
 			}
 			if !h.thingPasswords.Verify(thing.PasswordHash, *req.ThingPassword) {
 				h.limitFail(thingKey, addrKey)
-				return errWrongPassword
+				return onboardingResponse{}, errWrongPassword
 			}
 			h.limitSucceed(thingKey)
 		}
@@ -140,18 +154,15 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("save onboarding: %w", err)
+			return onboardingResponse{}, fmt.Errorf("save onboarding: %w", err)
 		}
 		h.pruneInstallations(r, thing.ID, in.ID)
-		answer = onboardingResponse{
+		return onboardingResponse{
 			AccessToken:  tok,
 			ThingID:      thing.ID,
 			MQTTEndpoint: h.endpoint(in, password),
-		}
-		break
+		}, nil
 	}
-	writeJSON(w, http.StatusOK, answer)
-	return nil
 }
 
 // validate checks the fields of an onboarding request.

@@ -58,6 +58,7 @@ func (h *Handler) writeStates(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("write states: %w", err)
 	}
+	h.stateChanged(r, thingID)
 	writeNoContent(w)
 	return nil
 }
@@ -139,6 +140,7 @@ func (h *Handler) postStatesBulk(w http.ResponseWriter, r *http.Request) error {
 		if err := h.store.WriteStates(r.Context(), sw); err != nil {
 			return fmt.Errorf("write states: %w", err)
 		}
+		h.stateChanged(r, thingID)
 	}
 	writeNoContent(w)
 	return nil

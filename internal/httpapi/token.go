@@ -16,6 +16,10 @@ type tokenRequest struct {
 	GrantType    string `json:"grant_type"`
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
+	// Username and Password ask for a user token (grant_type "password"
+	// or absent).
+	Username string `json:"username"`
+	Password string `json:"password"`
 }
 
 // tokenResponse is the OAuth2 answer. id is the user ID, empty for app and
@@ -44,7 +48,8 @@ func (h *Handler) postToken(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return errInvalidInput.with("the form body is malformed")
 		}
-		req = tokenRequest{GrantType: form.Get("grant_type"), ClientID: form.Get("client_id"), ClientSecret: form.Get("client_secret")}
+		req = tokenRequest{GrantType: form.Get("grant_type"), ClientID: form.Get("client_id"), ClientSecret: form.Get("client_secret"),
+			Username: form.Get("username"), Password: form.Get("password")}
 	case isJSONMedia(mt):
 		if err := h.readObject(w, r, &req); err != nil {
 			return err
@@ -59,6 +64,9 @@ func (h *Handler) postToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		return fmt.Errorf("load app: %w", err)
+	}
+	if req.Username != "" && (req.GrantType == "" || req.GrantType == "password") {
+		return h.userToken(w, r, app, req)
 	}
 	if req.GrantType != "client_credentials" {
 		return errUnsupportedGrant.with("grant_type %q is not supported; use client_credentials", req.GrantType)
