@@ -46,6 +46,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.UintVar(&hashMem, "password-hash-memory", uint(secret.DefaultCost.Memory), "argon2id memory in `KiB` for new password hashes")
 	fs.UintVar(&hashTime, "password-hash-time", uint(secret.DefaultCost.Time), "argon2id `passes` for new password hashes")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	lim := &cfg.Limits
+	fs.DurationVar(&lim.ConnectTimeout, "connect-timeout", 0, "time from TCP accept to a complete MQTT CONNECT (default 10s)")
+	fs.DurationVar(&lim.WriteTimeout, "write-timeout", 0, "an MQTT client that does not read for this long is dropped (default 30s)")
+	var maxPacket, maxInflight uint
+	fs.UintVar(&maxPacket, "max-packet-size", 0, "largest MQTT packet in `bytes` (default 1 MiB + 4 KiB)")
+	fs.IntVar(&lim.MaxHeaders, "max-headers", 0, "header lines per request over MQTT (default 64)")
+	fs.IntVar(&lim.MaxConnsPerAddr, "max-conns-per-addr", 0, "connections per source IP address and broker (default 1000; -1: no bound)")
+	fs.UintVar(&maxInflight, "max-inflight", 0, "QoS 1/2 messages in flight per MQTT client (default 256)")
+	fs.IntVar(&lim.MaxPendingCommands, "max-pending-commands", 0, "commands waiting per thing before 429 (default 1000; -1: no bound)")
+	fs.IntVar(&lim.BruteForce.Free, "login-free-failures", 0, "wrong passwords or app keys per thing or address before blocking (default 5)")
+	fs.DurationVar(&lim.BruteForce.Max, "login-max-block", 0, "longest block after repeated wrong credentials (default 5m)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +66,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if hashMem == 0 || hashTime == 0 || hashMem > 4<<20 || hashTime > 100 {
 		return fmt.Errorf("serve: --password-hash-memory must be 1..%d and --password-hash-time 1..100", 4<<20)
 	}
+	if maxPacket > 256<<20 || maxInflight > 65535 {
+		return fmt.Errorf("serve: --max-packet-size must be at most %d and --max-inflight at most 65535", 256<<20)
+	}
+	lim.MaxPacketSize, lim.MaxInflight = uint32(maxPacket), uint16(maxInflight)
 	cfg.PasswordCost = secret.Cost{Memory: uint32(hashMem), Time: uint32(hashTime), Threads: 1}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

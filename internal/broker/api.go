@@ -253,7 +253,7 @@ func (h *apiHook) ID() string { return "thingif-api" }
 func (h *apiHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
-		mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnUnsubscribed, mqtt.OnDisconnect:
+		mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -308,7 +308,7 @@ func (h *apiHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if !write {
 		return topic == s.mqttTopic
 	}
-	if len(topic) > len(s.prefix) && strings.HasPrefix(topic, s.prefix) {
+	if len(topic) > len(s.prefix) && strings.HasPrefix(topic, s.prefix) && validRequestTopic(topic) {
 		return true
 	}
 	h.b.cfg.Logger.Debug("publish refused", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
@@ -369,6 +369,11 @@ func (h *apiHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 			h.b.removeLive(cl, s)
 		}
 	}
+}
+
+// OnPacketEncode gives MQTT 3 clients CONNACK codes they know.
+func (h *apiHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	return v3Connack(cl, pk)
 }
 
 func (h *apiHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {

@@ -59,3 +59,29 @@ func refuse(cl *mqtt.Client, r Refusal) error {
 	_ = cl.WritePacket(ack)
 	return v5
 }
+
+// v3Connack maps the MQTT 5 reason code of a CONNACK that mochi writes to
+// an MQTT 3 client (for a CONNECT it cannot parse, such as a wrong
+// protocol name or a reserved flag) to the closest MQTT 3 return code:
+// mochi's own table misses several, and a 3.1.1 client must never see a
+// code above 5.
+func v3Connack(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Connack || cl.Properties.ProtocolVersion == 5 || pk.ReasonCode < 0x80 {
+		return pk
+	}
+	switch pk.ReasonCode {
+	case packets.ErrClientIdentifierNotValid.Code:
+		pk.ReasonCode = 0x02
+	case packets.ErrBadUsernameOrPassword.Code, packets.ErrBadAuthenticationMethod.Code:
+		pk.ReasonCode = 0x04
+	case packets.ErrNotAuthorized.Code, packets.ErrBanned.Code:
+		pk.ReasonCode = 0x05
+	case packets.ErrServerUnavailable.Code, packets.ErrServerBusy.Code,
+		packets.ErrQuotaExceeded.Code, packets.ErrConnectionRateExceeded.Code:
+		pk.ReasonCode = 0x03
+	default: // malformed packet, protocol error, unsupported version
+		pk.ReasonCode = 0x01
+	}
+	pk.Properties = packets.Properties{}
+	return pk
+}

@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/thingif/thingif/codec"
 )
 
 // addrCounter counts open connections per source IP address, shared by the
@@ -80,11 +82,16 @@ func (c *writeDeadlineConn) Write(p []byte) (int, error) {
 // it sets the underlying deadline itself before every frame, from its own.
 func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
-// SetDeadline sets the read deadline of the underlying connection and the
-// write deadline of gorilla's.
-func (c *wsConn) SetDeadline(t time.Time) error {
-	if err := c.Conn.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.ws.SetWriteDeadline(t)
+// SetDeadline sets the read deadline only: mochi calls it from its read
+// loop, unsynchronised with writes, and gorilla's write deadline may only
+// be set by the writer (writeDeadlineConn, under mochi's client lock).
+func (c *wsConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// validRequestTopic reports whether a topic inside a client's request
+// space parses as a request topic; one that does not (a "." or ".." level,
+// an encoded dot) is refused like a topic outside the space, so that no
+// PUBLISH is ever dropped in silence.
+func validRequestTopic(topic string) bool {
+	_, err := codec.ParseTopic(topic)
+	return err == nil
 }

@@ -150,7 +150,7 @@ func (h *onboardingHook) ID() string { return "thingif-onboarding" }
 
 func (h *onboardingHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -216,7 +216,7 @@ func (h *onboardingHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) b
 	if !write {
 		return topic == s.prefix+"onboardings"
 	}
-	if len(topic) > len(s.prefix) && strings.HasPrefix(topic, s.prefix) {
+	if len(topic) > len(s.prefix) && strings.HasPrefix(topic, s.prefix) && validRequestTopic(topic) {
 		return true
 	}
 	h.b.cfg.Logger.Debug("publish refused", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
@@ -237,6 +237,11 @@ func (h *onboardingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.
 	}
 	serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.OnboardingBroker, AppID: s.appID})
 	return pk, packets.CodeSuccessIgnore
+}
+
+// OnPacketEncode gives MQTT 3 clients CONNACK codes they know.
+func (h *onboardingHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	return v3Connack(cl, pk)
 }
 
 func (h *onboardingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {

@@ -18,8 +18,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingif/thingif/codec"
 	"github.com/thingif/thingif/internal/broker"
 	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/sqlite"
 	"github.com/thingif/thingif/internal/store"
@@ -83,6 +85,39 @@ type Config struct {
 	PasswordCost secret.Cost
 	// Logger receives the logs. If nil, logs are discarded.
 	Logger *slog.Logger
+
+	// Limits bound what one client may make the server hold; zero fields
+	// take the defaults documented on Limits (docs/security.md lists them).
+	Limits Limits
+}
+
+// Limits are the resource and brute-force bounds of a Server. Each zero
+// field takes the default of the package that enforces it.
+type Limits struct {
+	// ConnectTimeout bounds the time from TCP accept to a complete CONNECT
+	// (broker.Config.ConnectTimeout; 10 s).
+	ConnectTimeout time.Duration
+	// WriteTimeout drops MQTT clients that do not read their answers and
+	// pushes (broker.Config.WriteTimeout; 30 s).
+	WriteTimeout time.Duration
+	// MaxPacketSize bounds MQTT packets, and so request payloads
+	// (broker.Config.MaxPacketSize; 1 MiB + 4 KiB).
+	MaxPacketSize uint32
+	// MaxHeaders bounds the header lines of a request over MQTT
+	// (codec.DefaultMaxHeaders).
+	MaxHeaders int
+	// MaxConnsPerAddr bounds each source IP address's connections per
+	// broker (broker.DefaultMaxConnsPerAddr); negative: no bound.
+	MaxConnsPerAddr int
+	// MaxInflight bounds QoS 1 and 2 messages in flight per MQTT client
+	// (256).
+	MaxInflight uint16
+	// MaxPendingCommands bounds each thing's commands not yet delivered
+	// (httpapi.DefaultMaxPendingCommands); negative: no bound.
+	MaxPendingCommands int
+	// BruteForce slows down and then refuses repeated wrong thing passwords
+	// and app keys (limit package defaults).
+	BruteForce limit.Config
 }
 
 // DefaultConfig returns the zero-configuration setup of `thingif serve`.
@@ -214,24 +249,33 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	// serves the requests the API broker receives: the broker gets the
 	// handler through a reference filled in once both exist.
 	ref := new(handlerRef)
-	bcfg := broker.Config{Handler: ref, Logger: s.log}
+	lim := cfg.Limits
+	guard := limit.New(lim.BruteForce)
+	bcfg := broker.Config{
+		Handler: ref, Logger: s.log,
+		ConnectTimeout: lim.ConnectTimeout, WriteTimeout: lim.WriteTimeout, MaxPacketSize: lim.MaxPacketSize,
+		Limits:          codec.Limits{MaxHeaders: lim.MaxHeaders},
+		MaxConnsPerAddr: lim.MaxConnsPerAddr, MaxInflight: lim.MaxInflight,
+	}
 	s.api, err = broker.NewAPI(broker.APIConfig{Config: bcfg, Store: s.store}, apiLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("api broker: %w", err)
 	}
 	s.handler, err = httpapi.New(httpapi.Config{
-		Store:        s.store,
-		Logger:       s.log.With("component", "httpapi"),
-		APIBroker:    func(string, string) httpapi.BrokerAddr { return advertised },
-		EndpointTTL:  cfg.EndpointTTL,
-		PasswordCost: cfg.PasswordCost,
-		Pusher:       s.api,
+		Store:              s.store,
+		Logger:             s.log.With("component", "httpapi"),
+		APIBroker:          func(string, string) httpapi.BrokerAddr { return advertised },
+		EndpointTTL:        cfg.EndpointTTL,
+		PasswordCost:       cfg.PasswordCost,
+		Pusher:             s.api,
+		Limiter:            guard,
+		MaxPendingCommands: lim.MaxPendingCommands,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("http handler: %w", err)
 	}
 	ref.h = s.handler
-	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store}, onboardLns[:]...)
+	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store, Limiter: guard}, onboardLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding broker: %w", err)
 	}
