@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
 )
 
 const mediaTraitStateQuery = "application/vnd.kii.traitstatequeryrequest+json"

@@ -191,8 +191,10 @@ func (h *Handler) onboardEndNode(w http.ResponseWriter, r *http.Request, p princ
 		if p.subject != req.GatewayThingID {
 			return errWrongToken.with("a gateway may onboard end nodes behind itself only")
 		}
-	} else if err := h.checkOwnerAuthority(r, p, req.Owner); err != nil {
-		return err
+	} else if req.Owner != "" || p.kind != store.TokenApp {
+		if err := h.checkOwnerAuthority(r, p, req.Owner); err != nil {
+			return err
+		}
 	}
 	gw, err := h.loadThing(ctx, p, req.GatewayThingID, errThingNotFound)
 	if err != nil {
