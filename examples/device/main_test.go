@@ -79,9 +79,6 @@ func TestDevice(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "thing.json")); err != nil {
-		t.Fatalf("credentials not kept: %v", err)
-	}
 	// The device may still be connecting: the command waits for it.
 	var sent struct{ CommandID string }
 	if st := rest("POST", "/thing-if/apps/app1/targets/thing:"+thingID+"/commands", tok.AccessToken,
@@ -100,6 +97,10 @@ func TestDevice(t *testing.T) {
 			t.Fatalf("command %s, state %s; device log:\n%s", c.CommandState, state, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The device saves its credentials before it connects.
+	if _, err := os.Stat(filepath.Join(dir, "thing.json")); err != nil {
+		t.Fatalf("credentials not kept: %v", err)
 	}
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
