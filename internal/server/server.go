@@ -77,6 +77,9 @@ type Config struct {
 	// EndpointTTL is the lifetime of issued MQTT endpoints. If zero, Kii's
 	// 2147483647 seconds.
 	EndpointTTL time.Duration
+	// AppSide configures triggers, command expiry and state history
+	// retention; its zero value is documented field by field.
+	AppSide AppSideConfig
 	// TLSCert and TLSKey are PEM files. If both are empty, a self-signed
 	// certificate is generated in DataDir/tls.
 	TLSCert, TLSKey string
@@ -140,6 +143,8 @@ func (c Config) Validate() error {
 		return errors.New("config: PublicHost is required")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("config: TLSCert and TLSKey go together")
+	case c.AppSide.validate() != nil:
+		return c.AppSide.validate()
 	case c.EndpointTTL < 0:
 		return errors.New("config: EndpointTTL is negative")
 	case c.EndpointTTL > 0 && c.EndpointTTL < time.Second:
@@ -164,6 +169,8 @@ type Server struct {
 	// DevApp is the development app created on first start when no app
 	// existed, or nil.
 	DevApp *AppCredential
+
+	app appSide
 }
 
 // Addr is one bound listener.
@@ -261,7 +268,11 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("api broker: %w", err)
 	}
+	if err := s.newAppSide(); err != nil {
+		return nil, err
+	}
 	s.handler, err = httpapi.New(httpapi.Config{
+		Triggers:           s.app.triggers,
 		Store:              s.store,
 		Logger:             s.log.With("component", "httpapi"),
 		APIBroker:          func(string, string) httpapi.BrokerAddr { return advertised },
@@ -296,6 +307,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	for _, a := range s.addrs {
 		attrs = append(attrs, a.Name, a.Addr.String())
 	}
+	s.startAppSide()
 	s.log.Info("thingif ready", attrs...)
 	return s, nil
 }
@@ -384,6 +396,7 @@ func (s *Server) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("close api broker: %w", err))
 		}
 	}
+	s.stopAppSide()
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))

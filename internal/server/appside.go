@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/thingif/thingif/internal/trigger"
+)
+
+// Defaults of AppSideConfig.
+const (
+	// DefaultCommandExpiry is how long a command may stay SENDING (never
+	// delivered) before it becomes EXPIRED.
+	DefaultCommandExpiry = 7 * 24 * time.Hour
+	// DefaultStateRetention is how long state history is kept.
+	DefaultStateRetention = 90 * 24 * time.Hour
+	// housekeepingEvery is how often expiry and retention run.
+	housekeepingEvery = time.Minute
+)
+
+// AppSideConfig configures the app side's background work.
+type AppSideConfig struct {
+	// WebhookURL receives an HTTP POST (JSON, see trigger.WebhookRequest)
+	// each time a server-code trigger fires, in place of Kii's hosted
+	// server code. If empty, server-code triggers are refused.
+	WebhookURL string
+	// CommandExpiry is how long a command may stay SENDING before it
+	// becomes EXPIRED and is no longer pushed. If zero,
+	// DefaultCommandExpiry; if negative, commands never expire.
+	CommandExpiry time.Duration
+	// StateRetention is how long state history is kept. If zero,
+	// DefaultStateRetention; if negative, forever.
+	StateRetention time.Duration
+}
+
+func (c AppSideConfig) validate() error {
+	if c.WebhookURL != "" && !(len(c.WebhookURL) > 7 && (c.WebhookURL[:7] == "http://" || c.WebhookURL[:8] == "https://")) {
+		return errors.New("config: AppSide.WebhookURL must be an http:// or https:// URL")
+	}
+	return nil
+}
+
+// appSide is the running background work of the app side.
+type appSide struct {
+	triggers *trigger.Engine
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// newAppSide creates the trigger engine; startAppSide runs it.
+func (s *Server) newAppSide() error {
+	eng, err := trigger.New(trigger.Config{
+		Store:      s.store,
+		Pusher:     s.api,
+		WebhookURL: s.cfg.AppSide.WebhookURL,
+		Logger:     s.log.With("component", "trigger"),
+	})
+	if err != nil {
+		return fmt.Errorf("triggers: %w", err)
+	}
+	s.app.triggers = eng
+	return nil
+}
+
+// startAppSide runs the trigger scheduler and the housekeeping loop
+// (command expiry, state history retention) until stopAppSide.
+func (s *Server) startAppSide() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.app.cancel = cancel
+	s.app.wg.Go(func() { _ = s.app.triggers.Run(ctx) })
+	s.app.wg.Go(func() {
+		t := time.NewTicker(housekeepingEvery)
+		defer t.Stop()
+		for {
+			s.housekeeping(ctx, time.Now())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
+
+// housekeeping expires old commands and prunes old state history.
+func (s *Server) housekeeping(ctx context.Context, now time.Time) {
+	cfg := s.cfg.AppSide
+	expiry, retention := cfg.CommandExpiry, cfg.StateRetention
+	if expiry == 0 {
+		expiry = DefaultCommandExpiry
+	}
+	if retention == 0 {
+		retention = DefaultStateRetention
+	}
+	if expiry > 0 {
+		if n, err := s.store.ExpireCommands(ctx, now.Add(-expiry), now); err != nil && ctx.Err() == nil {
+			s.log.Error("expire commands", "error", err)
+		} else if n > 0 {
+			s.log.Info("commands expired", "count", n)
+		}
+	}
+	if retention > 0 {
+		if _, err := s.store.PruneStateHistory(ctx, now.Add(-retention)); err != nil && ctx.Err() == nil {
+			s.log.Error("prune state history", "error", err)
+		}
+	}
+}
+
+// stopAppSide stops the background work and waits for it, webhook calls
+// included.
+func (s *Server) stopAppSide() {
+	if s.app.cancel != nil {
+		s.app.cancel()
+		s.app.wg.Wait()
+		s.app.cancel = nil
+	}
+}
