@@ -45,6 +45,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var hashMem, hashTime uint
 	fs.UintVar(&hashMem, "password-hash-memory", uint(secret.DefaultCost.Memory), "argon2id memory in `KiB` for new password hashes")
 	fs.UintVar(&hashTime, "password-hash-time", uint(secret.DefaultCost.Time), "argon2id `passes` for new password hashes")
+	fs.StringVar(&cfg.AppSide.WebhookURL, "webhook-url", "", "`URL` that server-code triggers POST to (empty: server-code triggers are refused)")
+	fs.DurationVar(&cfg.AppSide.CommandExpiry, "command-expiry", 0, "how long a never-delivered command stays SENDING before it becomes EXPIRED (default 168h; negative: never)")
+	fs.DurationVar(&cfg.AppSide.StateRetention, "state-retention", 0, "how long state history is kept (default 2160h; negative: forever)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	lim := &cfg.Limits
 	fs.DurationVar(&lim.ConnectTimeout, "connect-timeout", 0, "time from TCP accept to a complete MQTT CONNECT (default 10s)")
