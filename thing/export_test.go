@@ -20,3 +20,6 @@ func CutConnection(c *Client) {
 		cm.TerminateConnectionForTest()
 	}
 }
+
+// ActionResults is actionResults.
+var ActionResults = actionResults
