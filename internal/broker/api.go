@@ -112,6 +112,14 @@ func (b *API) Close() error {
 // Connections returns the number of connected clients.
 func (b *API) Connections() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
 
+// Subscribed returns the number of the thing's connections that commands
+// are pushed to.
+func (b *API) Subscribed(thingID string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.live[thingID])
+}
+
 // Push writes the thing's pending (SENDING) commands to its live,
 // subscribed connections and marks each written command DELIVERED. It
 // returns at once: the work runs on one goroutine per thing, and a Push
