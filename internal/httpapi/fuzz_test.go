@@ -32,6 +32,7 @@ func FuzzJSONBodies(f *testing.F) {
 	e := newEnv(f, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		c.MaxBodyBytes = 4096
+		c.MaxPendingCommands = -1 // a long run sends many valid commands
 	})
 	o := e.onboard("v-1", "pw")
 	admin := e.appToken(testApp, testAppKey)
