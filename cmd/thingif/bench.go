@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/thingif/thingif/internal/bench"
+	"github.com/thingif/thingif/internal/server"
+)
+
+func init() {
+	register(command{"bench", "load a server on loopback: " + strings.Join(bench.Scenarios, ", ") + " (thingif bench -h)", runBench})
+}
+
+const benchUsage = `Usage: thingif bench SCENARIO [flags]
+
+Scenarios (thingif):
+  onboard   N new things onboard over MQTT, C at a time
+  connect   N things connect to the API broker and subscribe (at --rate per second if set), held for --hold;
+            with --pid, the server's resident memory per connection (with --broker: any MQTT broker)
+  push      K things subscribed; commands over REST at --rate for --duration; push and full-loop latency
+  state     K things upload states over MQTT, each as fast as its answers come
+Scenarios (any MQTT broker, --broker):
+  pubsub    K clients on unique topics, QoS 1, --rate messages/s in all: one publisher→subscriber hop
+  echo      K requesters and one responder, QoS 1, closed loop: request→echo round trips
+  mochi     run a plain mochi-mqtt broker (allow all) on --addr until interrupted: a baseline
+
+Every address must be on loopback. The thingif target is --onboard/--mqtt/--rest, or --embedded
+for a server in this process (its memory then includes the load generator's).
+
+Flags:
+`
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, benchUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			benchFlags(&bench.Config{}, stderr).PrintDefaults()
+			return flag.ErrHelp
+		}
+		return errors.New("bench: which scenario?")
+	}
+	cfg := bench.Config{Scenario: args[0]}
+	fs := benchFlags(&cfg, stderr)
+	embedded := fs.Bool("embedded", false, "start a thingif server in this process (default password hashing; TCP and HTTP listeners on 127.0.0.1)")
+	app := fs.String("app", "", "the app's `ID:KEY` (with --embedded: bench:bench-key)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	addr := fs.String("addr", "127.0.0.1:1885", "mochi: listen `addr`ess")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	if limit, err := bench.RaiseFileLimit(); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+	} else if !*quiet {
+		fmt.Fprintf(stderr, "open files limit %d\n", limit)
+	}
+	if cfg.Scenario == "mochi" {
+		if !strings.HasPrefix(*addr, "127.") {
+			return fmt.Errorf("bench: mochi listens on loopback only, not %s", *addr)
+		}
+		fmt.Fprintf(stdout, "mochi listening on %s, pid %d\n", *addr, os.Getpid())
+		return bench.ServeMochi(ctx, *addr, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
+	if *app != "" {
+		a, err := server.ParseAppCredential(*app)
+		if err != nil {
+			return err
+		}
+		cfg.AppID, cfg.AppKey = a.ID, a.Key
+	}
+	cfg.Broker = strings.TrimPrefix(cfg.Broker, "tcp://")
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	if *embedded {
+		srv, dir, err := benchServer(ctx, &cfg)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Close(sctx)
+		}()
+	}
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("bench %s: %w", cfg.Scenario, err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	return res.WriteTable(stdout)
+}
+
+func benchFlags(cfg *bench.Config, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Onboard, "onboard", "127.0.0.1:1883", "thingif onboarding broker `host:port` (MQTT over TCP)")
+	fs.StringVar(&cfg.MQTT, "mqtt", "", "thingif API broker `host:port` (default: the port in the onboarding answer)")
+	fs.StringVar(&cfg.REST, "rest", "http://127.0.0.1:8080", "thingif REST API base `URL`")
+	fs.StringVar(&cfg.Broker, "broker", "", "MQTT broker `host:port` for pubsub, echo and connect")
+	fs.IntVar(&cfg.N, "n", 0, "things to onboard or connect (default 1000)")
+	fs.IntVar(&cfg.K, "k", 0, "connected things or clients (default 1000; 100 for state and echo)")
+	fs.IntVar(&cfg.Concurrency, "c", 0, "onboardings, dials or REST requests at a time (default 16 onboarding, 64 otherwise)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "commands, messages or new connections per second (default 2000; connect: unpaced)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "length of the paced or closed-loop phase (default 10s)")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "connect: hold the connections this long before measuring memory (default 5s)")
+	fs.IntVar(&cfg.Sources, "sources", 0, "loopback source addresses 127.0.0.2… to spread connections over (default one per 900)")
+	fs.IntVar(&cfg.PID, "pid", 0, "the server's process `id`, for its memory and CPU")
+	fs.StringVar(&cfg.ThingsFile, "things", "", "`file` keeping onboarded things between runs against the same server")
+	fs.BoolVar(&cfg.NoAnswer, "no-answer", false, "push: things do not send action results")
+	fs.IntVar(&cfg.PayloadSize, "payload", 0, "pubsub and echo payload `bytes` (default 160)")
+	return fs
+}
+
+// benchServer starts an in-process server for --embedded and points cfg at
+// it.
+func benchServer(ctx context.Context, cfg *bench.Config) (*server.Server, string, error) {
+	dir, err := os.MkdirTemp("", "thingif-bench-")
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg.AppID == "" {
+		cfg.AppID, cfg.AppKey = "bench", "bench-key"
+	}
+	scfg := server.Config{
+		DataDir:    dir,
+		Apps:       []server.AppCredential{{ID: cfg.AppID, Key: cfg.AppKey}},
+		PublicHost: "127.0.0.1",
+		OnboardTCP: "127.0.0.1:0", MQTTTCP: "127.0.0.1:0", HTTP: "127.0.0.1:0",
+	}
+	srv, err := server.New(ctx, scfg)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	cfg.Onboard = srv.Addr("onboard-tcp").String()
+	cfg.MQTT = srv.Addr("mqtt-tcp").String()
+	cfg.REST = "http://" + srv.Addr("http").String()
+	cfg.PID = os.Getpid()
+	return srv, dir, nil
+}

@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/server"
+)
+
+// startThingif runs an in-process server on loopback with cheap password
+// hashing and returns a Config pointed at it.
+func startThingif(t *testing.T) Config {
+	t.Helper()
+	srv, err := server.New(t.Context(), server.Config{
+		DataDir:    t.TempDir(),
+		Apps:       []server.AppCredential{{ID: "bench", Key: "bench-key"}},
+		PublicHost: "127.0.0.1",
+		OnboardTCP: "127.0.0.1:0", MQTTTCP: "127.0.0.1:0", HTTP: "127.0.0.1:0",
+		PasswordCost: secret.Cost{Time: 1, Memory: 64, Threads: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
+	return Config{
+		Onboard: srv.Addr("onboard-tcp").String(), REST: "http://" + srv.Addr("http").String(),
+		AppID: "bench", AppKey: "bench-key", PID: os.Getpid(), Timeout: 10 * time.Second,
+	}
+}
+
+// metric returns a metric of r or fails.
+func metric(t *testing.T, r *Result, name string) float64 {
+	t.Helper()
+	v, ok := r.Metric(name)
+	if !ok {
+		t.Fatalf("%s: no metric %q in %+v", r.Scenario, name, r.Metrics)
+	}
+	return v
+}
+
+// TestScenariosAgainstThingif runs each thingif scenario small and checks
+// the counts, never the timings.
+func TestScenariosAgainstThingif(t *testing.T) {
+	base := startThingif(t)
+	base.ThingsFile = t.TempDir() + "/things.json"
+	tests := []struct {
+		name   string
+		cfg    func(c *Config)
+		checks map[string]float64 // metric → exact value; -1: present and > 0
+	}{
+		{"onboard", func(c *Config) { c.N, c.Concurrency = 20, 4 }, map[string]float64{"onboardings/s": -1}},
+		{"connect", func(c *Config) { c.N, c.Hold, c.Sources = 20, time.Millisecond, 3 }, map[string]float64{"connects/s (CONNECT+SUBSCRIBE)": -1, "server RSS after": -1}},
+		{"push", func(c *Config) { c.K, c.Rate, c.Duration = 20, 200, 250 * time.Millisecond },
+			map[string]float64{"commands sent": 50, "REST accepted (201)": 50, "pushes received": 50, "action results answered (DONE)": 50}},
+		{"state", func(c *Config) { c.K, c.Duration = 5, 200 * time.Millisecond }, map[string]float64{"uploads answered 204": -1, "uploads answered otherwise": 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base
+			cfg.Scenario = tt.name
+			tt.cfg(&cfg)
+			res, err := Run(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range tt.checks {
+				got := metric(t, res, name)
+				if want < 0 && got <= 0 || want >= 0 && got != want {
+					t.Errorf("%s = %v, want %v", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestBaselinesAgainstMochi runs pubsub, echo and connect against a plain
+// mochi broker.
+func TestBaselinesAgainstMochi(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ServeMochi(ctx, addr, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, tt := range []struct {
+		cfg    Config
+		metric string
+		want   float64
+	}{
+		{Config{Scenario: "pubsub", K: 10, Rate: 200, Duration: 250 * time.Millisecond}, "messages received", 50},
+		{Config{Scenario: "echo", K: 5, Duration: 200 * time.Millisecond}, "round trips/s", -1},
+		{Config{Scenario: "connect", N: 20, Hold: time.Millisecond}, "connects/s (CONNECT+SUBSCRIBE)", -1},
+	} {
+		t.Run(tt.cfg.Scenario, func(t *testing.T) {
+			tt.cfg.Broker, tt.cfg.Timeout = addr, 10*time.Second
+			res, err := Run(t.Context(), tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := metric(t, res, tt.metric); tt.want < 0 && got <= 0 || tt.want >= 0 && got != tt.want {
+				t.Errorf("%s = %v, want %v", tt.metric, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"pubsub on loopback", Config{Scenario: "pubsub", Broker: "127.0.0.5:1883"}, true},
+		{"pubsub elsewhere", Config{Scenario: "pubsub", Broker: "10.0.0.1:1883"}, false},
+		{"push REST elsewhere", Config{Scenario: "push", Onboard: "127.0.0.1:1", AppID: "a", AppKey: "k", REST: "http://example.com"}, false},
+		{"unknown scenario", Config{Scenario: "flood"}, false},
+		{"unbounded", Config{Scenario: "echo", Broker: "localhost:1", Duration: 2 * time.Hour}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.cfg.Validate(); (err == nil) != tt.ok {
+				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
