@@ -61,7 +61,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
-	if limit, err := bench.RaiseFileLimit(); err != nil {
+	if limit, err := raiseFileLimit(); err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 	} else if !*quiet {
 		fmt.Fprintf(stderr, "open files limit %d\n", limit)

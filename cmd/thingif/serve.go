@@ -49,6 +49,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.AppSide.CommandExpiry, "command-expiry", 0, "how long a never-delivered command stays SENDING before it becomes EXPIRED (default 168h; negative: never)")
 	fs.DurationVar(&cfg.AppSide.StateRetention, "state-retention", 0, "how long state history is kept (default 2160h; negative: forever)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof's profiles on this `addr`ess (empty: off; keep it on loopback)")
 	lim := &cfg.Limits
 	fs.DurationVar(&lim.ConnectTimeout, "connect-timeout", 0, "time from TCP accept to a complete MQTT CONNECT (default 10s)")
 	fs.DurationVar(&lim.WriteTimeout, "write-timeout", 0, "an MQTT client that does not read for this long is dropped (default 30s)")
@@ -80,6 +81,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// Every connection is a file: allow as many as the hard limit does.
+	if n, err := raiseFileLimit(); err != nil {
+		cfg.Logger.Warn("raise open files limit", "error", err)
+	} else {
+		cfg.Logger.Debug("open files limit", "limit", n)
+	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return err

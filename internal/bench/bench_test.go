@@ -55,9 +55,9 @@ func TestScenariosAgainstThingif(t *testing.T) {
 	}{
 		{"onboard", func(c *Config) { c.N, c.Concurrency = 20, 4 }, map[string]float64{"onboardings/s": -1}},
 		{"connect", func(c *Config) { c.N, c.Hold, c.Sources = 20, time.Millisecond, 3 }, map[string]float64{"connects/s (CONNECT+SUBSCRIBE)": -1, "server RSS after": -1}},
-		{"push", func(c *Config) { c.K, c.Rate, c.Duration = 20, 200, 250 * time.Millisecond },
+		{"push", func(c *Config) { c.K, c.Rate, c.Duration = 20, 200, 250*time.Millisecond },
 			map[string]float64{"commands sent": 50, "REST accepted (201)": 50, "pushes received": 50, "action results answered (DONE)": 50}},
-		{"state", func(c *Config) { c.K, c.Duration = 5, 200 * time.Millisecond }, map[string]float64{"uploads answered 204": -1, "uploads answered otherwise": 0}},
+		{"state", func(c *Config) { c.K, c.Duration = 5, 200*time.Millisecond }, map[string]float64{"uploads answered 204": -1, "uploads answered otherwise": 0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

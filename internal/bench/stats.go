@@ -105,22 +105,6 @@ func rss(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
-// RaiseFileLimit raises the soft limit on open files to the hard limit and
-// returns the new soft limit.
-func RaiseFileLimit() (uint64, error) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			return 0, fmt.Errorf("setrlimit: %w", err)
-		}
-	}
-	return l.Cur, nil
-}
-
 // progress prints a one-line bar, rewritten in place, while a phase runs.
 type progress struct {
 	w     io.Writer // nil: silent

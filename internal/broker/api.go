@@ -25,6 +25,9 @@ type APIConfig struct {
 	Store store.Store
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
+	// OnDelivered, if set, is called after a command was written to its
+	// thing and marked DELIVERED (metrics).
+	OnDelivered func(c store.Command, at time.Time)
 }
 
 // API is the API broker. A thing connects with the username and password of
@@ -202,8 +205,11 @@ func (b *API) pushOnce(thingID string) {
 		if !written {
 			return // the connections are gone; the next SUBSCRIBE pushes again
 		}
-		if _, err := b.cfg.Store.MarkDelivered(ctx, thingID, c.ID, b.cfg.Now()); err != nil {
+		now := b.cfg.Now()
+		if _, err := b.cfg.Store.MarkDelivered(ctx, thingID, c.ID, now); err != nil {
 			b.cfg.Logger.Error("mark delivered", "thing", thingID, "command", c.ID, "error", err)
+		} else if b.cfg.OnDelivered != nil {
+			b.cfg.OnDelivered(c, now)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/thingif/thingif/codec"
@@ -88,6 +89,10 @@ type Config struct {
 	PasswordCost secret.Cost
 	// Logger receives the logs. If nil, logs are discarded.
 	Logger *slog.Logger
+
+	// Pprof is the address of a listener serving net/http/pprof's profiles
+	// under /debug/pprof/. If empty, profiling is off; keep it on loopback.
+	Pprof string
 
 	// Limits bound what one client may make the server hold; zero fields
 	// take the defaults documented on Limits (docs/security.md lists them).
@@ -171,6 +176,10 @@ type Server struct {
 	DevApp *AppCredential
 
 	app appSide
+
+	metrics *serverMetrics
+	ready   atomic.Bool
+	pprof   *http.Server
 }
 
 // Addr is one bound listener.
@@ -188,7 +197,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s = &Server{cfg: cfg, log: cfg.Logger}
+	s = &Server{cfg: cfg, log: cfg.Logger, metrics: newServerMetrics()}
 	defer func() {
 		if err != nil {
 			s.Close(context.Background())
@@ -202,7 +211,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s.store = db
+	s.store = timedStore{Store: db, m: s.metrics}
 	if err := s.ensureApps(ctx); err != nil {
 		return nil, err
 	}
@@ -264,7 +273,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Limits:          codec.Limits{MaxHeaders: lim.MaxHeaders},
 		MaxConnsPerAddr: lim.MaxConnsPerAddr, MaxInflight: lim.MaxInflight,
 	}
-	s.api, err = broker.NewAPI(broker.APIConfig{Config: bcfg, Store: s.store}, apiLns[:]...)
+	s.api, err = broker.NewAPI(broker.APIConfig{Config: bcfg, Store: s.store, OnDelivered: s.metrics.delivered}, apiLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("api broker: %w", err)
 	}
@@ -285,7 +294,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("http handler: %w", err)
 	}
-	ref.h = s.handler
+	ref.h = s.metrics.instrument("mqtt", s.handler)
 	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store, Limiter: guard}, onboardLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding broker: %w", err)
@@ -307,7 +316,12 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	for _, a := range s.addrs {
 		attrs = append(attrs, a.Name, a.Addr.String())
 	}
+	if err := s.listenPprof(cfg.Pprof); err != nil {
+		return nil, err
+	}
+	s.metrics.addBrokerGauges(s)
 	s.startAppSide()
+	s.ready.Store(true)
 	s.log.Info("thingif ready", attrs...)
 	return s, nil
 }
@@ -330,7 +344,7 @@ func (s *Server) listenREST(name, addr string, tlsConf *tls.Config) error {
 		l = tls.NewListener(l, tlsConf.Clone())
 	}
 	hs := &http.Server{
-		Handler:           s.handler,
+		Handler:           s.opsHandler(s.metrics.instrument("rest", s.handler)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -380,6 +394,10 @@ func (s *Server) ReloadCertificate() error { return s.cert.load() }
 // error and keeps cleaning up after it.
 func (s *Server) Close(ctx context.Context) error {
 	var errs []error
+	s.ready.Store(false)
+	if s.pprof != nil {
+		s.pprof.Close()
+	}
 	for _, hs := range s.rest {
 		if err := hs.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown rest: %w", err))

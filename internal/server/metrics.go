@@ -1,0 +1,243 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/thingif/thingif/internal/metrics"
+	"github.com/thingif/thingif/internal/store"
+)
+
+// serverMetrics are the families the server records. Names follow
+// Prometheus conventions; every latency is in seconds.
+type serverMetrics struct {
+	reg         *metrics.Registry
+	requests    *metrics.CounterVec   // transport, route, method, status
+	reqDuration *metrics.HistogramVec // transport, route
+	onboardings *metrics.CounterVec   // transport
+	commands    *metrics.CounterVec   // event
+	pushLatency *metrics.HistogramVec
+	storeOps    *metrics.HistogramVec // op
+}
+
+func newServerMetrics() *serverMetrics {
+	r := metrics.New()
+	return &serverMetrics{
+		reg: r,
+		requests: r.Counter("thingif_requests_total",
+			"Requests served by the thing-if API, by transport (rest or mqtt), route pattern, method and status.",
+			"transport", "route", "method", "status"),
+		reqDuration: r.Histogram("thingif_request_duration_seconds",
+			"Time in the thing-if API handler, by transport and route pattern.", nil, "transport", "route"),
+		onboardings: r.Counter("thingif_onboardings_total",
+			"Successful onboardings (200 answers to an onboardings route), by transport.", "transport"),
+		commands: r.Counter("thingif_commands_total",
+			"Command events: created (201 to POST commands), delivered (written to the thing and marked DELIVERED), results (action results accepted: DONE or INCOMPLETE).", "event"),
+		pushLatency: r.Histogram("thingif_command_push_seconds",
+			"Time from a command's creation to its being written to its thing.", nil),
+		storeOps: r.Histogram("thingif_store_seconds",
+			"Time of the store's hot operations, by operation.", nil, "op"),
+	}
+}
+
+// addBrokerGauges publishes the brokers' connection counts.
+func (m *serverMetrics) addBrokerGauges(s *Server) {
+	m.reg.GaugeFunc("thingif_api_broker_connections", "Clients connected to the API broker.",
+		func() float64 { return float64(s.api.Connections()) })
+	m.reg.GaugeFunc("thingif_onboarding_broker_connections", "Clients connected to the onboarding broker.",
+		func() float64 { return float64(s.onboard.Connections()) })
+}
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument counts and times the requests h serves. The route label is
+// the ServeMux pattern that matched (set on the request by the mux), so its
+// values are bounded by the route table, never by client input.
+func (m *serverMetrics) instrument(transport string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		method := r.Method
+		switch method {
+		case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		default:
+			method = "other"
+		}
+		m.requests.With(transport, route, method, strconv.Itoa(status)).Inc()
+		m.reqDuration.With(transport, route).ObserveDuration(time.Since(start))
+		switch {
+		case status == http.StatusOK && strings.HasSuffix(route, "/onboardings"):
+			m.onboardings.With(transport).Inc()
+		case status == http.StatusCreated && method == "POST" && strings.HasSuffix(route, "/commands"):
+			m.commands.With("created").Inc()
+		case status < 300 && method == "PUT" && strings.HasSuffix(route, "/action-results"):
+			m.commands.With("results").Inc()
+		}
+	})
+}
+
+// delivered is the API broker's OnDelivered.
+func (m *serverMetrics) delivered(c store.Command, at time.Time) {
+	m.commands.With("delivered").Inc()
+	if !c.CreatedAt.IsZero() {
+		m.pushLatency.With().ObserveDuration(at.Sub(c.CreatedAt))
+	}
+}
+
+// timedStore times the store operations on the paths the benchmarks load:
+// connects, onboardings, commands and state uploads. The others pass
+// through untimed.
+type timedStore struct {
+	store.Store
+	m *serverMetrics
+}
+
+func (t timedStore) since(op string, start time.Time) {
+	t.m.storeOps.With(op).ObserveDuration(time.Since(start))
+}
+
+func (t timedStore) InstallationByUsername(ctx context.Context, username string) (store.Installation, error) {
+	defer t.since("installation_by_username", time.Now())
+	return t.Store.InstallationByUsername(ctx, username)
+}
+
+func (t timedStore) Token(ctx context.Context, hash string) (store.Token, error) {
+	defer t.since("token", time.Now())
+	return t.Store.Token(ctx, hash)
+}
+
+func (t timedStore) SaveOnboarding(ctx context.Context, o store.Onboarding) error {
+	defer t.since("save_onboarding", time.Now())
+	return t.Store.SaveOnboarding(ctx, o)
+}
+
+func (t timedStore) CreateCommand(ctx context.Context, c store.Command) error {
+	defer t.since("create_command", time.Now())
+	return t.Store.CreateCommand(ctx, c)
+}
+
+func (t timedStore) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {
+	defer t.since("pending_commands", time.Now())
+	return t.Store.PendingCommands(ctx, thingID)
+}
+
+func (t timedStore) MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error) {
+	defer t.since("mark_delivered", time.Now())
+	return t.Store.MarkDelivered(ctx, thingID, id, at)
+}
+
+func (t timedStore) SetActionResults(ctx context.Context, thingID, id string, results json.RawMessage, state store.CommandState, at time.Time) (store.Command, error) {
+	defer t.since("set_action_results", time.Now())
+	return t.Store.SetActionResults(ctx, thingID, id, results, state, at)
+}
+
+func (t timedStore) WriteStates(ctx context.Context, w store.StateWrite) error {
+	defer t.since("write_states", time.Now())
+	return t.Store.WriteStates(ctx, w)
+}
+
+// opsHandler serves /metrics, /healthz and /readyz in front of the API.
+// /healthz answers 200 while the process serves; /readyz answers 200 when
+// every listener is up and the store answers a read, 503 otherwise.
+func (s *Server) opsHandler(api http.Handler) http.Handler {
+	// A plain switch, not a ServeMux: a mux would redirect unclean paths,
+	// which the API answers itself (404).
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			api.ServeHTTP(w, r)
+			return
+		}
+		switch r.URL.Path {
+		case "/metrics":
+			s.metrics.reg.ServeHTTP(w, r)
+		case "/healthz":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("ok\n"))
+		case "/readyz":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if !s.ready.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte("starting\n"))
+				return
+			}
+			if _, err := s.store.Apps(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte("store unavailable\n"))
+				return
+			}
+			w.Write([]byte("ready\n"))
+		default:
+			api.ServeHTTP(w, r)
+		}
+	})
+}
+
+// pprofHandler serves net/http/pprof's profiles under /debug/pprof/.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// listenPprof serves the profiles on addr, if set.
+func (s *Server) listenPprof(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	s.addrs = append(s.addrs, Addr{Name: "pprof", Addr: ln.Addr()})
+	s.pprof = &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.pprof.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve pprof", "error", err)
+		}
+	}()
+	return nil
+}
