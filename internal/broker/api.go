@@ -59,8 +59,10 @@ type apiSession struct {
 	prefix                         string // p/{mqttTopic}/thing-if/apps/{APP_ID}/
 	qos                            atomic.Uint32
 	// subscribed is set by a SUBSCRIBE to mqttTopic and taken when its
-	// SUBACK has been written: the first push follows the SUBACK, as
-	// embedded stacks that wait for the SUBACK expect.
+	// SUBACK has been written; only then does the connection become a push
+	// target. Every push thus follows the SUBACK, as embedded stacks that
+	// wait for the SUBACK expect, and as clients that register a message
+	// route only on SUBACK (Paho) need to see the push at all.
 	subscribed atomic.Bool
 }
 
@@ -279,7 +281,9 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	prepareSession(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
 	defer cancel()
-	in, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
+	var in store.Installation
+	var err error
+	onFreshStack(func() { in, err = h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username)) })
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return refuse(cl, RefuseCredentials)
@@ -345,8 +349,8 @@ func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, packets.CodeSuccessIgnore
 }
 
-// OnSubscribed makes the connection a push target once it holds its
-// mqttTopic subscription, and pushes what is pending.
+// OnSubscribed notes a granted mqttTopic subscription; OnPacketSent acts on
+// it once the SUBACK is written.
 func (h *apiHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	s := h.b.sessions.get(cl)
 	if s == nil {
@@ -355,20 +359,20 @@ func (h *apiHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte)
 	for i, f := range pk.Filters {
 		if f.Filter == s.mqttTopic && i < len(codes) && codes[i] <= 2 {
 			s.qos.Store(uint32(codes[i]))
-			h.b.addLive(cl, s)
 			s.subscribed.Store(true)
 			return
 		}
 	}
 }
 
-// OnPacketSent pushes the pending commands once the SUBACK of the mqttTopic
-// subscription is on the wire.
+// OnPacketSent makes the connection a push target once the SUBACK of its
+// mqttTopic subscription is on the wire, and pushes what is pending.
 func (h *apiHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	if pk.FixedHeader.Type != packets.Suback {
 		return
 	}
 	if s := h.b.sessions.get(cl); s != nil && s.subscribed.Swap(false) {
+		h.b.addLive(cl, s)
 		h.b.Push(context.Background(), s.appID, s.thingID)
 	}
 }
