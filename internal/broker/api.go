@@ -281,9 +281,7 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	prepareSession(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
 	defer cancel()
-	var in store.Installation
-	var err error
-	onFreshStack(func() { in, err = h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username)) })
+	in, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return refuse(cl, RefuseCredentials)
