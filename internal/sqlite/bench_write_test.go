@@ -1,0 +1,56 @@
+package sqlite
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+// BenchmarkSaveOnboarding measures the write of one new thing's onboarding
+// (thing, installation, token) in one transaction.
+func BenchmarkSaveOnboarding(b *testing.B) {
+	db := benchDB(b)
+	ctx := b.Context()
+	now := time.Now()
+	i := 0
+	for b.Loop() {
+		i++
+		id := fmt.Sprint("th.b", i)
+		if err := db.SaveOnboarding(ctx, store.Onboarding{
+			Thing:        store.Thing{ID: id, AppID: "app1", VendorThingID: "vb" + id, PasswordHash: "p", CreatedAt: now},
+			NewThing:     true,
+			Installation: store.Installation{ID: "in" + id, AppID: "app1", ThingID: id, MQTTTopic: "t" + id, Username: "u" + id, CreatedAt: now},
+			Token:        store.Token{Hash: "tok" + id, AppID: "app1", Kind: store.TokenThing, Subject: id},
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCommandLifecycle measures the three writes of one command:
+// created, delivered, action results (DONE).
+func BenchmarkCommandLifecycle(b *testing.B) {
+	db := benchDB(b)
+	ctx := b.Context()
+	actions := json.RawMessage(`[{"turnPower":{"power":true}}]`)
+	results := json.RawMessage(`[{"turnPower":{"succeeded":true}}]`)
+	now := time.Now()
+	i := 0
+	for b.Loop() {
+		i++
+		id := fmt.Sprint("c", i)
+		if err := db.CreateCommand(ctx, store.Command{ID: id, AppID: "app1", ThingID: "th.1", State: store.CommandSending,
+			Issuer: "user:u1", Actions: actions, CreatedAt: now, ModifiedAt: now}); err != nil {
+			b.Fatal(err)
+		}
+		if ok, err := db.MarkDelivered(ctx, "th.1", id, now); err != nil || !ok {
+			b.Fatalf("MarkDelivered = %v, %v", ok, err)
+		}
+		if _, err := db.SetActionResults(ctx, "th.1", id, results, store.CommandDone, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
