@@ -54,3 +54,15 @@ func BenchmarkCommandLifecycle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEnabledTriggers measures the lookup every state upload makes for
+// the thing's state triggers (here: none, the common case).
+func BenchmarkEnabledTriggers(b *testing.B) {
+	db := benchDB(b)
+	ctx := b.Context()
+	for b.Loop() {
+		if _, err := db.EnabledTriggers(ctx, "th.1", store.EventStates); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -50,6 +50,8 @@ type readStmts struct {
 	commandsFrom           *sql.Stmt
 	pendingCommands        *sql.Stmt
 	states                 *sql.Stmt
+	// enabledTriggers serves the lookup every state upload makes.
+	enabledTriggers *sql.Stmt
 }
 
 // prepare prepares every statement once, so that no call does schema work
@@ -104,6 +106,8 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.rs.pendingCommands, `SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND state = 'SENDING'
 			ORDER BY seq`},
 		{&db.rs.states, `SELECT ` + stateCols + ` FROM states WHERE thing_id = ? ORDER BY alias`},
+		{&db.rs.enabledTriggers, `SELECT ` + triggerCols + ` FROM triggers WHERE event_source = ? AND disabled = 0
+			AND thing_id = ? ORDER BY seq`},
 	}
 	for _, s := range w {
 		stmt, err := db.w.PrepareContext(ctx, s.query)
