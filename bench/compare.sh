@@ -17,11 +17,12 @@ N_ONBOARD=${N_ONBOARD:-2000}    # new things onboarded, default password hashing
 C_ONBOARD=${C_ONBOARD:-16}
 K_PUSH=${K_PUSH:-1000}          # things / client pairs for push and pubsub
 RATE=${RATE:-2000}              # commands or messages per second
+RATE_LOW=${RATE_LOW:-1000}      # a second push rate, under the store's write ceiling
 K_ECHO=${K_ECHO:-100}           # things / requesters for state and echo
 DUR=${DUR:-10s}
 OUT=${OUT:-BENCHMARKS.md}
 if [[ -n "${QUICK:-}" ]]; then
-	N_CONNECT=500 N_ONBOARD=100 K_PUSH=100 RATE=500 K_ECHO=20 DUR=2s
+	N_CONNECT=500 N_ONBOARD=100 K_PUSH=100 RATE=500 RATE_LOW=250 K_ECHO=20 DUR=2s
 fi
 PORT_MOSQ=31883 PORT_MOCHI=31884 PORT_OB=31885 PORT_API=31886 PORT_HTTP=31880 PORT_PPROF=31860
 
@@ -89,6 +90,7 @@ stop "$MOCHI"
 # cost does not touch connects (endpoint passwords are SHA-256), and
 # onboarding 19,000 things at the default cost would take minutes.
 start_thingif "$work/data-connect" --password-hash-memory 64
+run onboard-thingif-cheap-hash onboard "${TI[@]}" -n "$N_ONBOARD" -c "$C_ONBOARD" --pid "$SERVE"
 run connect-thingif connect "${TI[@]}" -n "$N_CONNECT" --pid "$SERVE"
 stop "$SERVE"
 
@@ -96,11 +98,13 @@ stop "$SERVE"
 start_thingif "$work/data"
 run onboard-thingif onboard "${TI[@]}" -n "$N_ONBOARD" -c "$C_ONBOARD" --pid "$SERVE"
 run push-thingif push "${TI[@]}" -k "$K_PUSH" --rate "$RATE" --duration "$DUR" --no-answer --pid "$SERVE" --things "$work/things.json"
+run push-low-thingif push "${TI[@]}" -k "$K_PUSH" --rate "$RATE_LOW" --duration "$DUR" --no-answer --pid "$SERVE" --things "$work/things.json"
 run push-loop-thingif push "${TI[@]}" -k "$K_PUSH" --rate "$RATE" --duration "$DUR" --pid "$SERVE" --things "$work/things.json"
 run state-thingif state "${TI[@]}" -k "$K_ECHO" --duration "$DUR" --pid "$SERVE" --things "$work/things.json"
 stop "$SERVE"
 start_mosquitto
 run pubsub-mosquitto pubsub --broker 127.0.0.1:$PORT_MOSQ -k "$K_PUSH" --rate "$RATE" --duration "$DUR" --pid "$MOSQ" --quiet
+run pubsub-low-mosquitto pubsub --broker 127.0.0.1:$PORT_MOSQ -k "$K_PUSH" --rate "$RATE_LOW" --duration "$DUR" --pid "$MOSQ" --quiet
 run echo-mosquitto echo --broker 127.0.0.1:$PORT_MOSQ -k "$K_ECHO" --duration "$DUR" --pid "$MOSQ" --quiet
 stop "$MOSQ"
 start_mochi
@@ -125,10 +129,13 @@ f=$(mktemp)
 	echo "|---|---:|---:|---:|---|"
 	echo "| server memory per connected thing, $N_CONNECT idle (RSS) | $(m connect-thingif 'server RSS per connection' | xargs printf '%.1f') KiB | mosquitto $(m connect-mosquitto 'server RSS per connection' | xargs printf '%.1f') KiB, mochi $(m connect-mochi 'server RSS per connection' | xargs printf '%.1f') KiB | $(ratio "$(m connect-thingif 'server RSS per connection')" "$(m connect-mochi 'server RSS per connection')") × mochi | ≤ 10 KiB |"
 	echo "| API-broker connects/s (CONNECT + SUBSCRIBE) | $(m connect-thingif 'connects/s (CONNECT+SUBSCRIBE)' | xargs printf '%.0f') | mosquitto $(m connect-mosquitto 'connects/s (CONNECT+SUBSCRIBE)' | xargs printf '%.0f'), mochi $(m connect-mochi 'connects/s (CONNECT+SUBSCRIBE)' | xargs printf '%.0f') | | ≥ 5,000 |"
-	echo "| onboardings/s, default hashing, C=$C_ONBOARD | $(m onboard-thingif 'onboardings/s' | xargs printf '%.0f') | | | ≥ 500 |"
+	echo "| onboardings/s, default hashing (argon2id 8 MiB, 1 pass), C=$C_ONBOARD | $(m onboard-thingif 'onboardings/s' | xargs printf '%.0f') | with --password-hash-memory 64: $(m onboard-thingif-cheap-hash 'onboardings/s' | xargs printf '%.0f') | | ≥ 500 |"
 	P50=$(m push-thingif 'push due→thing received p50'); MP50=$(m pubsub-mosquitto 'hop due→received p50')
 	echo "| push p50 at $RATE/s over $K_PUSH things | $(printf '%.2f' "$P50") ms | mosquitto pubsub $(printf '%.2f' "$MP50") ms, mochi $(m pubsub-mochi 'hop due→received p50' | xargs printf '%.2f') ms | $(ratio "$P50" "$MP50") × mosquitto | ≤ 2 × mosquitto |"
 	echo "| push p99 at $RATE/s over $K_PUSH things | $(m push-thingif 'push due→thing received p99' | xargs printf '%.2f') ms | mosquitto $(m pubsub-mosquitto 'hop due→received p99' | xargs printf '%.2f') ms, mochi $(m pubsub-mochi 'hop due→received p99' | xargs printf '%.2f') ms | | ≤ 10 ms |"
+	P50=$(m push-low-thingif 'push due→thing received p50'); MP50=$(m pubsub-low-mosquitto 'hop due→received p50')
+	echo "| push p50 / p99 at $RATE_LOW/s over $K_PUSH things (not a target: under the write ceiling) | $(printf '%.2f' "$P50") / $(m push-low-thingif 'push due→thing received p99' | xargs printf '%.2f') ms | mosquitto pubsub $(printf '%.2f' "$MP50") / $(m pubsub-low-mosquitto 'hop due→received p99' | xargs printf '%.2f') ms | $(ratio "$P50" "$MP50") × mosquitto | |"
+	echo "| commands delivered/s, offered $RATE/s | $(m push-thingif 'delivered/s' | xargs printf '%.0f') | | | $RATE |"
 	S=$(m state-thingif 'uploads/s'); E=$(m echo-mosquitto 'round trips/s')
 	echo "| durable state uploads/s over MQTT, K=$K_ECHO | $(printf '%.0f' "$S") | mosquitto echo $(printf '%.0f' "$E"), mochi echo $(m echo-mochi 'round trips/s' | xargs printf '%.0f') | $(ratio "$S" "$E") × mosquitto | ≥ 1.0 × mosquitto |"
 	echo
