@@ -58,6 +58,14 @@ type apiSession struct {
 	mqttTopic                      string
 	prefix                         string // p/{mqttTopic}/thing-if/apps/{APP_ID}/
 	qos                            atomic.Uint32
+	// inflight holds the QoS 1 pushes written and not yet marked
+	// DELIVERED, by packet ID. A PUBACK only flags its entry; the thing's
+	// push loop marks the command and drops the entry, so that a command
+	// is never both out of this table and still SENDING in the store while
+	// the loop looks (which would push it twice).
+	mu       sync.Mutex
+	inflight map[uint16]*pushEntry
+
 	// subscribed is set by a SUBSCRIBE to mqttTopic and taken when its
 	// SUBACK has been written; only then does the connection become a push
 	// target. Every push thus follows the SUBACK, as embedded stacks that
@@ -160,6 +168,69 @@ func (b *API) pushLoop(thingID string) {
 	}
 }
 
+// errInflightFull: the client's window of unacknowledged QoS 1 pushes is
+// full; the push waits for a PUBACK.
+var errInflightFull = errors.New("in-flight window full")
+
+type pushEntry struct {
+	cmd   store.Command
+	acked bool
+}
+
+// await remembers a QoS 1 push until its PUBACK is handled.
+func (s *apiSession) await(id uint16, c store.Command) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight == nil {
+		s.inflight = make(map[uint16]*pushEntry)
+	}
+	s.inflight[id] = &pushEntry{cmd: c}
+}
+
+// forget drops a push whose write failed.
+func (s *apiSession) forget(id uint16) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inflight, id)
+}
+
+// ack flags the push with the given packet ID as acknowledged.
+func (s *apiSession) ack(id uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.inflight[id]
+	if ok {
+		e.acked = true
+	}
+	return ok
+}
+
+// takeAcked removes the acknowledged pushes and returns their commands.
+func (s *apiSession) takeAcked() []store.Command {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var cs []store.Command
+	for id, e := range s.inflight {
+		if e.acked {
+			cs = append(cs, e.cmd)
+			delete(s.inflight, id)
+		}
+	}
+	return cs
+}
+
+// awaiting reports whether a push of the command is in the table.
+func (s *apiSession) awaiting(commandID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.inflight {
+		if e.cmd.ID == commandID {
+			return true
+		}
+	}
+	return false
+}
+
 type target struct {
 	cl *mqtt.Client
 	s  *apiSession
@@ -185,6 +256,11 @@ func (b *API) pushOnce(thingID string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
 	defer cancel()
+	for _, t := range ts {
+		for _, c := range t.s.takeAcked() {
+			b.markDelivered(ctx, c)
+		}
+	}
 	cmds, err := b.cfg.Store.PendingCommands(ctx, thingID)
 	if err != nil {
 		b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
@@ -196,45 +272,82 @@ func (b *API) pushOnce(thingID string) {
 			b.cfg.Logger.Error("encode command", "thing", thingID, "command", c.ID, "error", err)
 			continue
 		}
-		written := false
+		reached, delivered := false, false
 		for _, t := range ts {
-			if err := writePush(t, payload); err != nil {
+			if t.s.awaiting(c.ID) {
+				reached = true // written before; its PUBACK decides
+				continue
+			}
+			qos, err := b.writePush(t, c, payload)
+			if err != nil {
 				b.cfg.Logger.Debug("push", "client", t.cl.ID, "command", c.ID, "error", err)
 				continue
 			}
-			written = true
+			reached = true
+			delivered = delivered || qos == 0
 		}
-		if !written {
+		if !reached {
 			return // the connections are gone; the next SUBSCRIBE pushes again
 		}
-		now := b.cfg.Now()
-		if _, err := b.cfg.Store.MarkDelivered(ctx, thingID, c.ID, now); err != nil {
-			b.cfg.Logger.Error("mark delivered", "thing", thingID, "command", c.ID, "error", err)
-		} else if b.cfg.OnDelivered != nil {
-			b.cfg.OnDelivered(c, now)
+		if delivered {
+			b.markDelivered(ctx, c)
 		}
 	}
 }
 
+// markDelivered moves a command to DELIVERED.
+func (b *API) markDelivered(ctx context.Context, c store.Command) {
+	now := b.cfg.Now()
+	if ok, err := b.cfg.Store.MarkDelivered(ctx, c.ThingID, c.ID, now); err != nil {
+		b.cfg.Logger.Error("mark delivered", "thing", c.ThingID, "command", c.ID, "error", err)
+	} else if ok && b.cfg.OnDelivered != nil {
+		b.cfg.OnDelivered(c, now)
+	}
+}
+
 // writePush writes one command to a connection at the QoS of its
-// subscription (capped at 1). PROTOCOL.md §8: things subscribed at QoS 0
-// parse a QoS 0 PUBLISH only, so they must never get a QoS 1 one. A QoS 1
-// push is not kept in flight for redelivery: sessions are clean, and a
-// command is pushed again while it is SENDING.
-func writePush(t target, payload []byte) error {
+// subscription (capped at 1) and returns that QoS. PROTOCOL.md §8: things
+// subscribed at QoS 0 parse a QoS 0 PUBLISH only, so they must never get a
+// QoS 1 one.
+//
+// A QoS 0 push counts as delivered once written: nothing else can be known.
+// A QoS 1 push is delivered when the thing's PUBACK arrives (OnQosComplete):
+// if the connection was already dead when the write went into its socket,
+// no PUBACK comes, the command stays SENDING and is pushed again when the
+// thing next subscribes. Until then the session remembers the command so
+// that later pushes on the same connection do not repeat it.
+func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error) {
+	qos := byte(min(t.s.qos.Load(), 1))
 	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: byte(min(t.s.qos.Load(), 1))},
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
 		TopicName:   t.s.mqttTopic,
 		Payload:     payload,
+		Created:     time.Now().Unix(),
 	}
-	if pk.FixedHeader.Qos > 0 {
-		id, err := t.cl.NextPacketID()
-		if err != nil {
-			return fmt.Errorf("packet id: %w", err)
+	if qos == 0 {
+		return 0, t.cl.WritePacket(pk)
+	}
+	if t.cl.State.Inflight.Len() >= int(b.srv.Options.Capabilities.MaximumInflight) {
+		return qos, errInflightFull // the next PUBACK pushes again
+	}
+	id, err := t.cl.NextPacketID()
+	if err != nil {
+		return qos, fmt.Errorf("packet id: %w", err)
+	}
+	pk.PacketID = uint16(id)
+	// In mochi's in-flight table, so that the PUBACK reaches OnQosComplete.
+	t.s.await(pk.PacketID, c)
+	if t.cl.State.Inflight.Set(pk) {
+		atomic.AddInt64(&b.srv.Info.Inflight, 1)
+	}
+	if err := t.cl.WritePacket(pk); err != nil {
+		t.s.forget(pk.PacketID)
+		if t.cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&b.srv.Info.Inflight, -1)
 		}
-		pk.PacketID = uint16(id)
+		return qos, err
 	}
-	return t.cl.WritePacket(pk)
+	return qos, nil
 }
 
 func (b *API) addLive(cl *mqtt.Client, s *apiSession) {
@@ -269,7 +382,8 @@ func (h *apiHook) ID() string { return "thingif-api" }
 func (h *apiHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
-		mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnPacketEncode:
+		mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnPacketEncode,
+		mqtt.OnQosComplete:
 		return true
 	}
 	return false
@@ -347,6 +461,14 @@ func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, packets.CodeSuccessIgnore
 }
 
+// OnQosComplete hands a PUBACK of a push to the thing's push loop, which
+// marks the command DELIVERED and pushes what the window held back.
+func (h *apiHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if s := h.b.sessions.get(cl); s != nil && s.ack(pk.PacketID) {
+		h.b.Push(context.Background(), s.appID, s.thingID)
+	}
+}
+
 // OnSubscribed notes a granted mqttTopic subscription; OnPacketSent acts on
 // it once the SUBACK is written.
 func (h *apiHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
@@ -395,6 +517,15 @@ func (h *apiHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pac
 func (h *apiHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	if s := h.b.sessions.get(cl); s != nil {
 		h.b.removeLive(cl, s)
+		// Acknowledged pushes the loop has not marked yet: mark them now,
+		// or they would be pushed again on the next connection.
+		if acked := s.takeAcked(); len(acked) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
+			for _, c := range acked {
+				h.b.markDelivered(ctx, c)
+			}
+			cancel()
+		}
 	}
 	h.b.sessions.delete(cl)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	pahov5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
@@ -246,4 +247,132 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	f.store.Close()
 	time.Sleep(100 * time.Millisecond) // let paho's own goroutines end
+}
+
+// dialManualAck connects the fixture's thing with MQTT 5 (paho.golang)
+// acknowledging nothing by itself, subscribed to its topic at QoS 1.
+func (f *fixture) dialManualAck(t *testing.T) (*pahov5.Client, chan *pahov5.Publish) {
+	t.Helper()
+	conn, err := net.Dial("tcp", f.tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make(chan *pahov5.Publish, 64)
+	c := pahov5.NewClient(pahov5.ClientConfig{
+		Conn:                       conn,
+		EnableManualAcknowledgment: true,
+		OnPublishReceived: []func(pahov5.PublishReceived) (bool, error){func(pr pahov5.PublishReceived) (bool, error) {
+			msgs <- pr.Packet
+			return true, nil
+		}},
+		OnClientError: func(error) {},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := c.Connect(ctx, &pahov5.Connect{ClientID: f.inst.MQTTTopic, Username: f.inst.Username, UsernameFlag: true,
+		Password: []byte(f.password), PasswordFlag: true, KeepAlive: 60, CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, &pahov5.Subscribe{Subscriptions: []pahov5.SubscribeOptions{{Topic: f.inst.MQTTTopic, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return c, msgs
+}
+
+func (f *fixture) state(t *testing.T, id string) store.CommandState {
+	t.Helper()
+	c, err := f.store.Command(context.Background(), f.thing.ID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.State
+}
+
+// TestQoS1PushDeliveredOnPuback: a QoS 1 push is DELIVERED when the thing
+// acknowledges it, not when it is written; a push never acknowledged (the
+// connection died under it) stays SENDING and is pushed again after the
+// thing reconnects and subscribes.
+func TestQoS1PushDeliveredOnPuback(t *testing.T) {
+	f := newFixture(t, Config{})
+	c, msgs := f.dialManualAck(t)
+	cmd := f.newCommand(t, 1)
+	f.api.Push(context.Background(), "app", f.thing.ID)
+	var pub *pahov5.Publish
+	select {
+	case pub = <-msgs:
+	case <-time.After(waitFor):
+		t.Fatal("no push")
+	}
+	f.api.Push(context.Background(), "app", f.thing.ID) // must not push it again meanwhile
+	select {
+	case m := <-msgs:
+		t.Fatalf("pushed again while awaiting its PUBACK: %s", m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got := f.state(t, cmd.ID); got != store.CommandSending {
+		t.Fatalf("state %s before the PUBACK, want SENDING", got)
+	}
+	if err := c.Ack(pub); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitFor)
+	for f.state(t, cmd.ID) != store.CommandDelivered {
+		if time.Now().After(deadline) {
+			t.Fatal("not DELIVERED after the PUBACK")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// Unacknowledged, then the connection dies: pushed again on return.
+	cmd2 := f.newCommand(t, 2)
+	f.api.Push(context.Background(), "app", f.thing.ID)
+	select {
+	case <-msgs:
+	case <-time.After(waitFor):
+		t.Fatal("no push of the second command")
+	}
+	c.Disconnect(&pahov5.Disconnect{})
+	if got := f.state(t, cmd2.ID); got != store.CommandSending {
+		t.Fatalf("unacknowledged command is %s, want SENDING", got)
+	}
+	_, msgs2 := f.dialManualAck(t)
+	select {
+	case m := <-msgs2:
+		if !strings.Contains(string(m.Payload), cmd2.ID) {
+			t.Fatalf("re-push %s, want %s", m.Payload, cmd2.ID)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("unacknowledged command not pushed again after reconnecting")
+	}
+}
+
+// TestQoS1PushWindow: with more pending commands than the in-flight window
+// allows, pushes wait for PUBACKs and all arrive, each once.
+func TestQoS1PushWindow(t *testing.T) {
+	f := newFixture(t, Config{MaxInflight: 3})
+	c, msgs := f.dialManualAck(t)
+	const n = 10
+	for i := range n {
+		f.newCommand(t, i)
+	}
+	f.api.Push(context.Background(), "app", f.thing.ID)
+	for i := range n {
+		select {
+		case m := <-msgs:
+			if want := fmt.Sprintf(`"c%03d"`, i); !strings.Contains(string(m.Payload), want) {
+				t.Fatalf("push %d: %s, want %s", i, m.Payload, want)
+			}
+			if err := c.Ack(m); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("only %d of %d pushed", i, n)
+		}
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("pushed twice: %s", m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
 }
