@@ -46,7 +46,7 @@ type API struct {
 	live map[string]map[*mqtt.Client]*apiSession
 	// pushing marks the things with a push loop running; the value is set
 	// when another push was asked for meanwhile.
-	pushing map[string]bool
+	pushing map[string]*pushRequest
 	closing bool
 	wg      sync.WaitGroup
 }
@@ -65,6 +65,8 @@ type apiSession struct {
 	// the loop looks (which would push it twice).
 	mu       sync.Mutex
 	inflight map[uint16]*pushEntry
+	// windowFull is set when a push found the in-flight window full.
+	windowFull atomic.Bool
 
 	// subscribed is set by a SUBSCRIBE to mqttTopic and taken when its
 	// SUBACK has been written; only then does the connection become a push
@@ -87,7 +89,7 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]bool)}
+	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest)}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
 	b.srv = newMochi(&b.cfg.Config)
 	if err := b.srv.AddHook(&apiHook{b: b}, nil); err != nil {
@@ -139,31 +141,48 @@ func (b *API) Subscribed(thingID string) int {
 // that arrives while that goroutine runs makes it go round once more, so
 // pushes for a thing never run concurrently and none is lost.
 func (b *API) Push(_ context.Context, _, thingID string) {
+	b.wake(thingID, true)
+}
+
+// pushRequest is what a thing's running push loop is asked to do next.
+type pushRequest struct {
+	again bool // go round once more
+	scan  bool // and look for pending commands (not only acknowledgements)
+}
+
+// wake starts the thing's push loop, or asks the running one to go round
+// again. scan says whether the round must look for pending commands: a
+// PUBACK alone only needs its command marked, unless pushes were held back
+// by a full in-flight window.
+func (b *API) wake(thingID string, scan bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing || len(b.live[thingID]) == 0 {
 		return
 	}
-	if _, running := b.pushing[thingID]; running {
-		b.pushing[thingID] = true
+	if r, running := b.pushing[thingID]; running {
+		r.again = true
+		r.scan = r.scan || scan
 		return
 	}
-	b.pushing[thingID] = false
+	b.pushing[thingID] = &pushRequest{}
 	b.wg.Add(1)
-	go b.pushLoop(thingID)
+	go b.pushLoop(thingID, scan)
 }
 
-func (b *API) pushLoop(thingID string) {
+func (b *API) pushLoop(thingID string, scan bool) {
 	defer b.wg.Done()
 	for {
-		b.pushOnce(thingID)
+		b.pushOnce(thingID, scan)
 		b.mu.Lock()
-		if !b.pushing[thingID] || b.closing {
+		r := b.pushing[thingID]
+		if !r.again || b.closing {
 			delete(b.pushing, thingID)
 			b.mu.Unlock()
 			return
 		}
-		b.pushing[thingID] = false
+		scan = r.scan
+		*r = pushRequest{}
 		b.mu.Unlock()
 	}
 }
@@ -249,7 +268,7 @@ func (b *API) targets(thingID string) []target {
 	return ts
 }
 
-func (b *API) pushOnce(thingID string) {
+func (b *API) pushOnce(thingID string, scan bool) {
 	ts := b.targets(thingID)
 	if len(ts) == 0 {
 		return
@@ -260,6 +279,9 @@ func (b *API) pushOnce(thingID string) {
 		for _, c := range t.s.takeAcked() {
 			b.markDelivered(ctx, c)
 		}
+	}
+	if !scan {
+		return
 	}
 	cmds, err := b.cfg.Store.PendingCommands(ctx, thingID)
 	if err != nil {
@@ -327,8 +349,14 @@ func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error)
 	if qos == 0 {
 		return 0, t.cl.WritePacket(pk)
 	}
-	if t.cl.State.Inflight.Len() >= int(b.srv.Options.Capabilities.MaximumInflight) {
-		return qos, errInflightFull // the next PUBACK pushes again
+	if max := int(b.srv.Options.Capabilities.MaximumInflight); t.cl.State.Inflight.Len() >= max {
+		// The next PUBACK looks again. Checked twice so that a PUBACK
+		// handled between the check and the flag cannot be missed: if the
+		// window is still full after the flag is up, a PUBACK is to come.
+		t.s.windowFull.Store(true)
+		if t.cl.State.Inflight.Len() >= max {
+			return qos, errInflightFull
+		}
 	}
 	id, err := t.cl.NextPacketID()
 	if err != nil {
@@ -465,7 +493,7 @@ func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // marks the command DELIVERED and pushes what the window held back.
 func (h *apiHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if s := h.b.sessions.get(cl); s != nil && s.ack(pk.PacketID) {
-		h.b.Push(context.Background(), s.appID, s.thingID)
+		h.b.wake(s.thingID, s.windowFull.Swap(false))
 	}
 }
 
