@@ -1,9 +1,14 @@
 package broker
 
 import (
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingif/thingif/codec"
 )
@@ -86,6 +91,19 @@ func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadl
 // loop, unsynchronised with writes, and gorilla's write deadline may only
 // be set by the writer (writeDeadlineConn, under mochi's client lock).
 func (c *wsConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// allowPublish is the publish ACL of both brokers: a client may publish
+// only requests under its own request prefix. Anything else ends the
+// connection (MQTT 5: DISCONNECT 0x87 first), so that no PUBLISH, QoS 0
+// included, is ever dropped in silence.
+func allowPublish(srv *mqtt.Server, log *slog.Logger, cl *mqtt.Client, prefix, topic string) bool {
+	if len(topic) > len(prefix) && strings.HasPrefix(topic, prefix) && validRequestTopic(topic) {
+		return true
+	}
+	log.Debug("publish refused", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
+	_ = srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	return false
+}
 
 // validRequestTopic reports whether a topic inside a client's request
 // space parses as a request topic; one that does not (a "." or ".." level,

@@ -216,12 +216,7 @@ func (h *onboardingHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) b
 	if !write {
 		return topic == s.prefix+"onboardings"
 	}
-	if len(topic) > len(s.prefix) && strings.HasPrefix(topic, s.prefix) && validRequestTopic(topic) {
-		return true
-	}
-	h.b.cfg.Logger.Debug("publish refused", "client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
-	_ = h.b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
-	return false
+	return allowPublish(h.b.srv, h.b.cfg.Logger, cl, s.prefix, topic)
 }
 
 // OnPublish serves the request and marks the packet ignored, so mochi
