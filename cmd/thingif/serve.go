@@ -49,6 +49,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.AppSide.CommandExpiry, "command-expiry", 0, "how long a never-delivered command stays SENDING before it becomes EXPIRED (default 168h; negative: never)")
 	fs.DurationVar(&cfg.AppSide.StateRetention, "state-retention", 0, "how long state history is kept (default 2160h; negative: forever)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics to every REST client, not only to loopback ones")
 	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof's profiles on this `addr`ess (empty: off; keep it on loopback)")
 	lim := &cfg.Limits
 	fs.DurationVar(&lim.ConnectTimeout, "connect-timeout", 0, "time from TCP accept to a complete MQTT CONNECT (default 10s)")

@@ -187,6 +187,10 @@ func (s *Server) opsHandler(api http.Handler) http.Handler {
 		}
 		switch r.URL.Path {
 		case "/metrics":
+			if !s.cfg.MetricsPublic && !loopback(r.RemoteAddr) {
+				api.ServeHTTP(w, r)
+				return
+			}
 			s.metrics.reg.ServeHTTP(w, r)
 		case "/healthz":
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -210,6 +214,16 @@ func (s *Server) opsHandler(api http.Handler) http.Handler {
 			api.ServeHTTP(w, r)
 		}
 	})
+}
+
+// loopback reports whether a request's remote address is on this machine.
+func loopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // pprofHandler serves net/http/pprof's profiles under /debug/pprof/.

@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +103,32 @@ func TestPprofOptIn(t *testing.T) {
 	s = startServer(t, cfg)
 	if code, _ := get(t, "http://"+s.Addr("pprof").String()+"/debug/pprof/goroutine?debug=1"); code != 200 {
 		t.Errorf("pprof: %d, want 200", code)
+	}
+}
+
+// TestMetricsLoopbackOnly: /metrics is for loopback clients unless made
+// public; others get the API's JSON 404, as for any unknown path.
+func TestMetricsLoopbackOnly(t *testing.T) {
+	for _, public := range []bool{false, true} {
+		cfg := testConfig(t, t.TempDir())
+		cfg.MetricsPublic = public
+		s := startServer(t, cfg)
+		h := s.opsHandler(s.handler)
+		for _, remote := range []string{"127.0.0.1:5000", "[::1]:5000", "192.0.2.7:5000"} {
+			r := httptest.NewRequest("GET", "/metrics", nil)
+			r.RemoteAddr = remote
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			want := 200
+			if !public && remote == "192.0.2.7:5000" {
+				want = 404
+			}
+			if w.Code != want {
+				t.Errorf("public=%v remote %s: %d, want %d (%s)", public, remote, w.Code, want, w.Body.String())
+			}
+			if want == 404 && strings.Contains(w.Body.String(), "go_goroutines") {
+				t.Errorf("metrics leaked to %s", remote)
+			}
+		}
 	}
 }

@@ -93,6 +93,10 @@ type Config struct {
 	// Pprof is the address of a listener serving net/http/pprof's profiles
 	// under /debug/pprof/. If empty, profiling is off; keep it on loopback.
 	Pprof string
+	// MetricsPublic serves /metrics to any client of the REST listeners. If
+	// false, only loopback clients get it (others get the API's 404): the
+	// counters tell how many things and calls a deployment has.
+	MetricsPublic bool
 
 	// Limits bound what one client may make the server hold; zero fields
 	// take the defaults documented on Limits (docs/security.md lists them).
