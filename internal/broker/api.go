@@ -46,6 +46,12 @@ type API struct {
 	// pushing marks the things with a push loop running; the value is set
 	// when another push was asked for meanwhile.
 	pushing map[string]*pushRequest
+	// idle holds the things whose last scan found no SENDING command and
+	// that were not pushed since: a SUBSCRIBE of theirs needs no scan.
+	// Commands are created only through Push's callers (REST, triggers),
+	// each of which calls Push, and this process is the only writer of
+	// the store; a restart starts with no thing known idle.
+	idle    map[string]struct{}
 	closing bool
 	wg      sync.WaitGroup
 }
@@ -88,7 +94,7 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest)}
+	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest), idle: make(map[string]struct{})}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
 	b.srv = newMochi(&b.cfg.Config)
 	if err := b.srv.AddHook(&apiHook{b: b}, nil); err != nil {
@@ -140,7 +146,32 @@ func (b *API) Subscribed(thingID string) int {
 // that arrives while that goroutine runs makes it go round once more, so
 // pushes for a thing never run concurrently and none is lost.
 func (b *API) Push(_ context.Context, _, thingID string) {
+	b.mu.Lock()
+	delete(b.idle, thingID)
+	b.mu.Unlock()
 	b.wake(thingID, true)
+}
+
+// pushSubscribed pushes what is pending for a thing that has just
+// subscribed, unless it is known to have nothing pending.
+func (b *API) pushSubscribed(thingID string) {
+	b.mu.Lock()
+	_, idle := b.idle[thingID]
+	b.mu.Unlock()
+	if !idle {
+		b.wake(thingID, true)
+	}
+}
+
+// scanned records what a scan of the thing's pending commands found.
+func (b *API) scanned(thingID string, pending int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if pending == 0 {
+		b.idle[thingID] = struct{}{}
+	} else {
+		delete(b.idle, thingID)
+	}
 }
 
 // pushRequest is what a thing's running push loop is asked to do next.
@@ -287,6 +318,7 @@ func (b *API) pushOnce(thingID string, scan bool) {
 		b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
 		return
 	}
+	b.scanned(thingID, len(cmds))
 	for _, c := range cmds {
 		payload, err := CommandPayload(c)
 		if err != nil {
@@ -515,7 +547,7 @@ func (h *apiHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	}
 	if s := h.b.sessions.get(cl); s != nil && s.subscribed.Swap(false) {
 		h.b.addLive(cl, s)
-		h.b.Push(context.Background(), s.appID, s.thingID)
+		h.b.pushSubscribed(s.thingID)
 	}
 }
 

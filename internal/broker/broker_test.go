@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,10 @@ type fixture struct {
 	password string
 }
 
-func newFixture(t *testing.T, cfg Config) *fixture {
+func newFixture(t *testing.T, cfg Config) *fixture { return newFixtureStore(t, cfg, nil) }
+
+// newFixtureStore is newFixture with the broker's view of the store wrapped.
+func newFixtureStore(t *testing.T, cfg Config, wrap func(store.Store) store.Store) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "t.db"))
@@ -67,7 +71,11 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	if f.ws, err = Listen(WS, "127.0.0.1:0", nil); err != nil {
 		t.Fatal(err)
 	}
-	f.api, err = NewAPI(APIConfig{Config: cfg, Store: db}, f.tcp, f.ws)
+	var bs store.Store = db
+	if wrap != nil {
+		bs = wrap(db)
+	}
+	f.api, err = NewAPI(APIConfig{Config: cfg, Store: bs}, f.tcp, f.ws)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,5 +382,63 @@ func TestQoS1PushWindow(t *testing.T) {
 	case m := <-msgs:
 		t.Fatalf("pushed twice: %s", m.Payload)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// countingStore counts the pending-command scans the broker makes.
+type countingStore struct {
+	store.Store
+	scans atomic.Int64
+}
+
+func (c *countingStore) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {
+	c.scans.Add(1)
+	return c.Store.PendingCommands(ctx, thingID)
+}
+
+// TestSubscribeSkipsScanWhenIdle: a thing whose last scan found nothing is
+// not scanned again when it subscribes, until a command is pushed for it;
+// a command created while it is away still reaches it.
+func TestSubscribeSkipsScanWhenIdle(t *testing.T) {
+	cs := &countingStore{}
+	f := newFixtureStore(t, Config{}, func(s store.Store) store.Store { cs.Store = s; return cs })
+	subscribe := func() (paho.Client, chan paho.Message) {
+		c, msgs := f.dial(t, "tcp://"+f.tcp.Addr().String())
+		if tok := c.Subscribe(f.inst.MQTTTopic, 0, nil); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+			t.Fatal("subscribe")
+		}
+		return c, msgs
+	}
+	waitScans := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(waitFor)
+		for cs.scans.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d scans, want %d", cs.scans.Load(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	c, _ := subscribe()
+	waitScans(1) // first SUBSCRIBE after start: unknown, scanned
+	c.Disconnect(0)
+	c, _ = subscribe()
+	time.Sleep(100 * time.Millisecond)
+	if n := cs.scans.Load(); n != 1 {
+		t.Fatalf("%d scans after the second SUBSCRIBE of an idle thing, want 1", n)
+	}
+	c.Disconnect(0)
+	time.Sleep(50 * time.Millisecond)
+
+	cmd := f.newCommand(t, 1) // created while away
+	f.api.Push(context.Background(), "app", f.thing.ID)
+	_, msgs := subscribe()
+	select {
+	case m := <-msgs:
+		if !strings.Contains(string(m.Payload()), cmd.ID) {
+			t.Fatalf("push %s", m.Payload())
+		}
+	case <-time.After(waitFor):
+		t.Fatal("a command created while the thing was away was not pushed on SUBSCRIBE")
 	}
 }
