@@ -278,14 +278,8 @@ func (h *Handler) listCommands(w http.ResponseWriter, r *http.Request) error {
 	}
 	key := q.Get("paginationKey")
 	cmds, next, err := h.store.Commands(r.Context(), thingID, key, limit)
-	if err != nil && key != "" && r.Context().Err() == nil {
-		// The key's format belongs to the store, which has no sentinel for
-		// a bad one: blame the key, but keep the cause in the log.
-		h.log.Debug("list commands", keyThing, thingID, keyErr, err)
-		return errInvalidInput.with("paginationKey is not valid")
-	}
 	if err != nil {
-		return fmt.Errorf("list commands: %w", err)
+		return listError("commands", err)
 	}
 	out := struct {
 		Commands          []commandJSON `json:"commands"`

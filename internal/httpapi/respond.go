@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/thingif/thingif/internal/store"
 )
 
 // Header names written in their conventional spelling. Devices search
@@ -192,4 +195,13 @@ func compact(b []byte) json.RawMessage {
 		return json.RawMessage(b)
 	}
 	return json.RawMessage(buf.Bytes())
+}
+
+// listError is the answer to a listing the store refused: a paginationKey
+// the store did not issue is the client's 400, anything else a 500.
+func listError(what string, err error) error {
+	if errors.Is(err, store.ErrInvalidPaginationKey) {
+		return errInvalidInput.with("paginationKey is not valid")
+	}
+	return fmt.Errorf("list %s: %w", what, err)
 }

@@ -128,11 +128,8 @@ func (h *Handler) listThings(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	things, next, err := h.store.Things(r.Context(), p.appID, key, limit)
-	if err != nil && key != "" && r.Context().Err() == nil {
-		return errInvalidInput.with("paginationKey is not valid")
-	}
 	if err != nil {
-		return fmt.Errorf("list things: %w", err)
+		return listError("things", err)
 	}
 	out := struct {
 		Things            []thingJSON `json:"things"`

@@ -265,11 +265,8 @@ func (h *Handler) listTriggers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	trs, next, err := h.store.Triggers(r.Context(), thingID, key, limit)
-	if err != nil && key != "" && r.Context().Err() == nil {
-		return errInvalidInput.with("paginationKey is not valid")
-	}
 	if err != nil {
-		return fmt.Errorf("list triggers: %w", err)
+		return listError("triggers", err)
 	}
 	out := struct {
 		Triggers          []triggerJSON `json:"triggers"`
@@ -373,11 +370,8 @@ func (h *Handler) listTriggerResults(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	res, next, err := h.store.TriggerResults(r.Context(), tr.ThingID, tr.ID, key, limit)
-	if err != nil && key != "" && r.Context().Err() == nil {
-		return errInvalidInput.with("paginationKey is not valid")
-	}
 	if err != nil {
-		return fmt.Errorf("list trigger results: %w", err)
+		return listError("trigger results", err)
 	}
 	out := struct {
 		Results           []resultJSON `json:"triggerServerCodeResults"`

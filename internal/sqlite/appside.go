@@ -194,7 +194,7 @@ func parseKey(key string, def int64) (int64, error) {
 	}
 	k, err := strconv.ParseInt(key, 10, 64)
 	if err != nil || k <= 0 {
-		return 0, fmt.Errorf("invalid pagination key %q", key)
+		return 0, fmt.Errorf("%w: %q", store.ErrInvalidPaginationKey, key)
 	}
 	return k, nil
 }

@@ -54,13 +54,9 @@ func (db *DB) Command(ctx context.Context, thingID, id string) (store.Command, e
 // the decimal sequence number of the last command of the previous page; it
 // stays valid while commands are added.
 func (db *DB) Commands(ctx context.Context, thingID, paginationKey string, limit int) ([]store.Command, string, error) {
-	before := int64(math.MaxInt64)
-	if paginationKey != "" {
-		k, err := strconv.ParseInt(paginationKey, 10, 64)
-		if err != nil || k <= 0 {
-			return nil, "", fmt.Errorf("commands of %q: invalid pagination key %q", thingID, paginationKey)
-		}
-		before = k
+	before, err := parseKey(paginationKey, math.MaxInt64)
+	if err != nil {
+		return nil, "", fmt.Errorf("commands of %q: %w", thingID, err)
 	}
 	sqlLimit := int64(-1)
 	if limit > 0 {

@@ -26,6 +26,9 @@ var (
 	// ErrConflict is returned when a create would violate a uniqueness rule,
 	// such as a second thing with the same vendorThingID in one app.
 	ErrConflict = errors.New("already exists")
+	// ErrInvalidPaginationKey is returned by a listing given a
+	// paginationKey it did not issue.
+	ErrInvalidPaginationKey = errors.New("invalid pagination key")
 )
 
 // App is a thing-if application: the unit that owns things, and whose ID and

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -241,4 +243,25 @@ func ids(cmds []store.Command) []string {
 		s = append(s, c.ID)
 	}
 	return s
+}
+
+// testInvalidPaginationKey: every listing refuses a key it did not issue
+// with store.ErrInvalidPaginationKey, which the API answers with a 400.
+func testInvalidPaginationKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const bad = "not a key issued by this store"
+	checks := map[string]func() error{
+		"Commands": func() error { _, _, err := s.Commands(ctx, "th.1", bad, 10); return err },
+		"Things":   func() error { _, _, err := s.Things(ctx, "app", bad, 10); return err },
+		"Triggers": func() error { _, _, err := s.Triggers(ctx, "th.1", bad, 10); return err },
+		"TriggerResults": func() error {
+			_, _, err := s.TriggerResults(ctx, "th.1", "tr.1", bad, 10)
+			return err
+		},
+	}
+	for name, list := range checks {
+		if err := list(); !errors.Is(err, store.ErrInvalidPaginationKey) {
+			t.Errorf("%s with a foreign key: %v, want ErrInvalidPaginationKey", name, err)
+		}
+	}
 }

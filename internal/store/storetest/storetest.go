@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MarkDelivered", testMarkDelivered},
 		{"SetActionResults", testSetActionResults},
 		{"CommandsPagination", testCommandsPagination},
+		{"InvalidPaginationKey", testInvalidPaginationKey},
 		{"StatesReplace", testStatesReplace},
 		{"StatesMerge", testStatesMerge},
 		{"StatesV1AndOrder", testStatesV1AndOrder},
