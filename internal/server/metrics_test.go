@@ -63,9 +63,18 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("no answer to the state upload")
 	}
 
-	code, out := get(t, base+"/metrics")
-	if code != 200 {
-		t.Fatalf("GET /metrics = %d", code)
+	// A QoS 1 push becomes DELIVERED when the thing's PUBACK has been
+	// handled, after the push itself arrived: wait for it.
+	var code int
+	var out string
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(10 * time.Millisecond) {
+		code, out = get(t, base+"/metrics")
+		if code != 200 {
+			t.Fatalf("GET /metrics = %d", code)
+		}
+		if strings.Contains(out, `thingif_commands_total{event="delivered"} 1`+"\n") || time.Now().After(deadline) {
+			break
+		}
 	}
 	for _, want := range []string{
 		`thingif_onboardings_total{transport="mqtt"} 1`,
