@@ -123,14 +123,22 @@ func (h *Handler) readObject(w http.ResponseWriter, r *http.Request, v any) erro
 	return decodeObject(b, v, errInvalidInput)
 }
 
-// decodeObject decodes b, which must be a JSON object, into v. Unknown
-// fields are ignored. Failures are copies of bad with a precise message.
-func decodeObject(b []byte, v any, bad *apiError) error {
+// checkObject refuses a body that is not a JSON object in valid UTF-8.
+func checkObject(b []byte, bad *apiError) error {
 	if !isObject(b) {
 		return bad.with("the body must be a JSON object")
 	}
 	if !utf8.Valid(b) {
 		return bad.with("the body is not valid UTF-8")
+	}
+	return nil
+}
+
+// decodeObject decodes b, which must be a JSON object, into v. Unknown
+// fields are ignored. Failures are copies of bad with a precise message.
+func decodeObject(b []byte, v any, bad *apiError) error {
+	if err := checkObject(b, bad); err != nil {
+		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return jsonError(err, bad)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/thingif/thingif/internal/store"
 )
@@ -25,12 +24,10 @@ func (h *Handler) readStrict(w http.ResponseWriter, r *http.Request, v any) erro
 	return decodeStrict(b, v, errInvalidInput)
 }
 
+// decodeStrict is decodeObject refusing unknown fields and trailing data.
 func decodeStrict(b []byte, v any, bad *apiError) error {
-	if !isObject(b) {
-		return bad.with("the body must be a JSON object")
-	}
-	if !utf8.Valid(b) {
-		return bad.with("the body is not valid UTF-8")
+	if err := checkObject(b, bad); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
