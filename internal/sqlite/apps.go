@@ -16,6 +16,9 @@ type scanner interface {
 
 // notFound turns sql.ErrNoRows into store.ErrNotFound.
 func notFound(err error, what string) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
@@ -35,10 +38,12 @@ func scanApp(s scanner) (store.App, error) {
 // PutApp creates the app or replaces its key and settings. The creation time
 // of an existing app is kept.
 func (db *DB) PutApp(ctx context.Context, app store.App) error {
-	if _, err := db.ws.putApp.ExecContext(ctx, app.ID, app.KeyHash, app.AllowAnonymous, millis(app.CreatedAt)); err != nil {
-		return fmt.Errorf("put app %q: %w", app.ID, translate(err))
-	}
-	return nil
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.ws.putApp).ExecContext(ctx, app.ID, app.KeyHash, app.AllowAnonymous, millis(app.CreatedAt)); err != nil {
+			return fmt.Errorf("put app %q: %w", app.ID, translate(err))
+		}
+		return nil
+	})
 }
 
 // App returns the app with the given ID, or store.ErrNotFound.

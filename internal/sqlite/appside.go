@@ -34,7 +34,7 @@ func scanUser(s scanner) (store.User, error) {
 
 // CreateUser stores a new user.
 func (db *DB) CreateUser(ctx context.Context, u store.User) error {
-	if _, err := db.w.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?)`,
+	if _, err := db.exec(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?)`,
 		u.ID, u.AppID, u.Username, u.PasswordHash, millis(u.CreatedAt)); err != nil {
 		return fmt.Errorf("create user %q: %w", u.Username, translate(err))
 	}
@@ -61,38 +61,28 @@ func (db *DB) UserByUsername(ctx context.Context, appID, username string) (store
 }
 
 // CreateGroup stores a group and its members in one transaction.
-func (db *DB) CreateGroup(ctx context.Context, g store.Group) (err error) {
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("create group: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
+func (db *DB) CreateGroup(ctx context.Context, g store.Group) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+		if _, err = tx.ExecContext(ctx, `INSERT INTO groups_ (id, app_id, name, owner, created_at) VALUES (?, ?, ?, ?, ?)`,
+			g.ID, g.AppID, g.Name, g.Owner, millis(g.CreatedAt)); err != nil {
+			return fmt.Errorf("create group %q: %w", g.ID, translate(err))
 		}
-	}()
-	if _, err = tx.ExecContext(ctx, `INSERT INTO groups_ (id, app_id, name, owner, created_at) VALUES (?, ?, ?, ?, ?)`,
-		g.ID, g.AppID, g.Name, g.Owner, millis(g.CreatedAt)); err != nil {
-		return fmt.Errorf("create group %q: %w", g.ID, translate(err))
-	}
-	for _, m := range g.Members {
-		// The member must be a user of the group's app.
-		var n int
-		if err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE app_id = ? AND id = ?`, g.AppID, m).Scan(&n); err != nil {
-			return fmt.Errorf("create group %q: %w", g.ID, err)
+		for _, m := range g.Members {
+			// The member must be a user of the group's app.
+			var n int
+			if err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE app_id = ? AND id = ?`, g.AppID, m).Scan(&n); err != nil {
+				return fmt.Errorf("create group %q: %w", g.ID, err)
+			}
+			if n == 0 {
+				err = fmt.Errorf("create group %q: member %q: %w", g.ID, m, store.ErrNotFound)
+				return err
+			}
+			if _, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?, ?)`, g.ID, m); err != nil {
+				return fmt.Errorf("create group %q: member %q: %w", g.ID, m, translate(err))
+			}
 		}
-		if n == 0 {
-			err = fmt.Errorf("create group %q: member %q: %w", g.ID, m, store.ErrNotFound)
-			return err
-		}
-		if _, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?, ?)`, g.ID, m); err != nil {
-			return fmt.Errorf("create group %q: member %q: %w", g.ID, m, translate(err))
-		}
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("create group %q: commit: %w", g.ID, err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // Group returns a group of the app with its members, or store.ErrNotFound.
@@ -140,41 +130,31 @@ func (db *DB) strings(ctx context.Context, query string, args ...any) ([]string,
 }
 
 // AddOwner makes owner the owner of a thing of the app.
-func (db *DB) AddOwner(ctx context.Context, appID, thingID, owner string, at time.Time) (err error) {
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("add owner: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
+func (db *DB) AddOwner(ctx context.Context, appID, thingID, owner string, at time.Time) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+		var n int
+		if err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM things WHERE app_id = ? AND id = ?`, appID, thingID).Scan(&n); err != nil {
+			return fmt.Errorf("add owner of %q: %w", thingID, err)
 		}
-	}()
-	var n int
-	if err = tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM things WHERE app_id = ? AND id = ?`, appID, thingID).Scan(&n); err != nil {
-		return fmt.Errorf("add owner of %q: %w", thingID, err)
-	}
-	if n == 0 {
-		err = fmt.Errorf("add owner of %q: %w", thingID, store.ErrNotFound)
-		return err
-	}
-	var old string
-	switch err = tx.QueryRowContext(ctx, `SELECT owner FROM thing_owners WHERE thing_id = ?`, thingID).Scan(&old); {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err = tx.ExecContext(ctx, `INSERT INTO thing_owners (thing_id, owner, created_at) VALUES (?, ?, ?)`,
-			thingID, owner, millis(at)); err != nil {
-			return fmt.Errorf("add owner of %q: %w", thingID, translate(err))
+		if n == 0 {
+			err = fmt.Errorf("add owner of %q: %w", thingID, store.ErrNotFound)
+			return err
 		}
-	case err != nil:
-		return fmt.Errorf("add owner of %q: %w", thingID, err)
-	case old != owner:
-		err = fmt.Errorf("add owner of %q: owned by %s: %w", thingID, old, store.ErrConflict)
-		return err
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("add owner of %q: commit: %w", thingID, err)
-	}
-	return nil
+		var old string
+		switch err = tx.QueryRowContext(ctx, `SELECT owner FROM thing_owners WHERE thing_id = ?`, thingID).Scan(&old); {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err = tx.ExecContext(ctx, `INSERT INTO thing_owners (thing_id, owner, created_at) VALUES (?, ?, ?)`,
+				thingID, owner, millis(at)); err != nil {
+				return fmt.Errorf("add owner of %q: %w", thingID, translate(err))
+			}
+		case err != nil:
+			return fmt.Errorf("add owner of %q: %w", thingID, err)
+		case old != owner:
+			err = fmt.Errorf("add owner of %q: owned by %s: %w", thingID, old, store.ErrConflict)
+			return err
+		}
+		return nil
+	})
 }
 
 // ThingOwner returns the owner of a thing, or store.ErrNotFound.
@@ -253,7 +233,7 @@ func (p prefixScanner) Scan(dest ...any) error {
 
 // PutEndNode stores (or replaces) the gateway link of an end node.
 func (db *DB) PutEndNode(ctx context.Context, e store.EndNode) error {
-	if _, err := db.w.ExecContext(ctx, `INSERT INTO end_nodes (thing_id, gateway_id, online, modified_at) VALUES (?, ?, ?, ?)
+	if _, err := db.exec(ctx, `INSERT INTO end_nodes (thing_id, gateway_id, online, modified_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (thing_id) DO UPDATE SET gateway_id = excluded.gateway_id, online = excluded.online,
 		modified_at = excluded.modified_at`, e.ThingID, e.GatewayID, e.Online, millis(e.ModifiedAt)); err != nil {
 		return fmt.Errorf("put end node %q: %w", e.ThingID, translate(err))
@@ -275,7 +255,7 @@ func (db *DB) EndNode(ctx context.Context, thingID string) (store.EndNode, error
 
 // ExpireCommands moves old SENDING commands to EXPIRED.
 func (db *DB) ExpireCommands(ctx context.Context, createdBefore, at time.Time) (int64, error) {
-	res, err := db.w.ExecContext(ctx, `UPDATE commands SET state = ?, modified_at = ? WHERE state = 'SENDING' AND created_at < ?`,
+	res, err := db.exec(ctx, `UPDATE commands SET state = ?, modified_at = ? WHERE state = 'SENDING' AND created_at < ?`,
 		string(store.CommandExpired), millis(at), createdBefore.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("expire commands: %w", err)
@@ -321,7 +301,7 @@ func (db *DB) StateHistory(ctx context.Context, thingID, alias string, from, to 
 
 // PruneStateHistory deletes the history older than before.
 func (db *DB) PruneStateHistory(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM state_history WHERE at < ?`, before.UnixMilli())
+	res, err := db.exec(ctx, `DELETE FROM state_history WHERE at < ?`, before.UnixMilli())
 	if err != nil {
 		return 0, fmt.Errorf("prune state history: %w", err)
 	}
@@ -348,7 +328,7 @@ func scanTrigger(s scanner) (store.Trigger, int64, error) {
 
 // CreateTrigger stores a new trigger.
 func (db *DB) CreateTrigger(ctx context.Context, tr store.Trigger) error {
-	if _, err := db.w.ExecContext(ctx, `INSERT INTO triggers (id, app_id, thing_id, event_source, predicate, command,
+	if _, err := db.exec(ctx, `INSERT INTO triggers (id, app_id, thing_id, event_source, predicate, command,
 		server_code, title, description, metadata, disabled, disabled_reason, evaluated, satisfied, fired_at,
 		created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		tr.ID, tr.AppID, tr.ThingID, tr.EventSource, string(tr.Predicate), jsonArg(tr.Command), jsonArg(tr.ServerCode),
@@ -433,7 +413,7 @@ func (db *DB) EnabledTriggers(ctx context.Context, thingID, eventSource string) 
 
 // UpdateTrigger replaces the definition of a trigger.
 func (db *DB) UpdateTrigger(ctx context.Context, tr store.Trigger) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE triggers SET event_source = ?, predicate = ?, command = ?, server_code = ?,
+	res, err := db.exec(ctx, `UPDATE triggers SET event_source = ?, predicate = ?, command = ?, server_code = ?,
 		title = ?, description = ?, metadata = ?, disabled = ?, disabled_reason = ?, evaluated = ?, satisfied = ?,
 		fired_at = ?, modified_at = ? WHERE thing_id = ? AND id = ?`,
 		tr.EventSource, string(tr.Predicate), jsonArg(tr.Command), jsonArg(tr.ServerCode), tr.Title, tr.Description,
@@ -444,14 +424,14 @@ func (db *DB) UpdateTrigger(ctx context.Context, tr store.Trigger) error {
 
 // SetTriggerRun records the evaluation state of a trigger.
 func (db *DB) SetTriggerRun(ctx context.Context, thingID, id string, run store.TriggerRun) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE triggers SET evaluated = ?, satisfied = ?, fired_at = ?
+	res, err := db.exec(ctx, `UPDATE triggers SET evaluated = ?, satisfied = ?, fired_at = ?
 		WHERE thing_id = ? AND id = ?`, run.Evaluated, run.Satisfied, millis(run.FiredAt), thingID, id)
 	return oneRow(res, err, fmt.Sprintf("set run of trigger %q", id))
 }
 
 // DeleteTrigger deletes a trigger and its results.
 func (db *DB) DeleteTrigger(ctx context.Context, thingID, id string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM triggers WHERE thing_id = ? AND id = ?`, thingID, id)
+	res, err := db.exec(ctx, `DELETE FROM triggers WHERE thing_id = ? AND id = ?`, thingID, id)
 	return oneRow(res, err, fmt.Sprintf("delete trigger %q", id))
 }
 
@@ -473,7 +453,7 @@ func oneRow(res sql.Result, err error, what string) error {
 
 // AddTriggerResult stores the result of one server-code execution.
 func (db *DB) AddTriggerResult(ctx context.Context, r store.TriggerResult) error {
-	res, err := db.w.ExecContext(ctx, `INSERT INTO trigger_results (trigger_id, thing_id, succeeded, returned_value,
+	res, err := db.exec(ctx, `INSERT INTO trigger_results (trigger_id, thing_id, succeeded, returned_value,
 		error, endpoint, executed_at) SELECT id, thing_id, ?, ?, ?, ?, ? FROM triggers WHERE thing_id = ? AND id = ?`,
 		r.Succeeded, jsonArg(r.ReturnedValue), r.Error, r.Endpoint, millis(r.ExecutedAt), r.ThingID, r.TriggerID)
 	return oneRow(res, err, fmt.Sprintf("add result of trigger %q", r.TriggerID))

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -32,12 +33,14 @@ func scanCommand(s scanner) (store.Command, int64, error) {
 // command ID is taken and store.ErrNotFound if its thing does not exist. The
 // command is in the WAL when CreateCommand returns.
 func (db *DB) CreateCommand(ctx context.Context, c store.Command) error {
-	if _, err := db.ws.createCommand.ExecContext(ctx, c.ID, c.AppID, c.ThingID, string(c.State), c.Issuer,
-		c.Schema, c.SchemaVersion, jsonArg(c.Actions), jsonArg(c.ActionResults), c.Title, c.Description,
-		jsonArg(c.Metadata), millis(c.CreatedAt), millis(c.ModifiedAt)); err != nil {
-		return fmt.Errorf("create command %q: %w", c.ID, translate(err))
-	}
-	return nil
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.ws.createCommand).ExecContext(ctx, c.ID, c.AppID, c.ThingID, string(c.State), c.Issuer,
+			c.Schema, c.SchemaVersion, jsonArg(c.Actions), jsonArg(c.ActionResults), c.Title, c.Description,
+			jsonArg(c.Metadata), millis(c.CreatedAt), millis(c.ModifiedAt)); err != nil {
+			return fmt.Errorf("create command %q: %w", c.ID, translate(err))
+		}
+		return nil
+	})
 }
 
 // Command returns a command of the thing, or store.ErrNotFound.
@@ -112,30 +115,41 @@ func (db *DB) PendingCommands(ctx context.Context, thingID string) ([]store.Comm
 // whether it did. It returns store.ErrNotFound if the thing has no such
 // command.
 func (db *DB) MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error) {
-	res, err := db.ws.markDelivered.ExecContext(ctx, millis(at), thingID, id)
+	var marked bool
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, db.ws.markDelivered).ExecContext(ctx, millis(at), thingID, id)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if marked = n > 0; marked {
+			return nil
+		}
+		// Rare path: tell "not SENDING" from "no such command".
+		var one int
+		return notFound(tx.QueryRowContext(ctx, `SELECT 1 FROM commands WHERE thing_id = ? AND id = ?`, thingID, id).Scan(&one),
+			fmt.Sprintf("command %q", id))
+	})
 	if err != nil {
 		return false, fmt.Errorf("mark command %q delivered: %w", id, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("mark command %q delivered: %w", id, err)
-	}
-	if n > 0 {
-		return true, nil
-	}
-	// Rare path: tell "not SENDING" from "no such command".
-	if _, err := db.Command(ctx, thingID, id); err != nil {
-		return false, fmt.Errorf("mark delivered: %w", err)
-	}
-	return false, nil
+	return marked, nil
 }
 
 // SetActionResults stores the action results of a command, moves it to
 // state and returns the updated command, or store.ErrNotFound.
 func (db *DB) SetActionResults(ctx context.Context, thingID, id string, results json.RawMessage, state store.CommandState, at time.Time) (store.Command, error) {
-	c, _, err := scanCommand(db.ws.setActionResults.QueryRowContext(ctx, jsonArg(results), string(state), millis(at), thingID, id))
+	var c store.Command
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		c, _, err = scanCommand(tx.StmtContext(ctx, db.ws.setActionResults).QueryRowContext(ctx, jsonArg(results), string(state), millis(at), thingID, id))
+		return notFound(err, fmt.Sprintf("set action results of command %q", id))
+	})
 	if err != nil {
-		return store.Command{}, notFound(err, fmt.Sprintf("set action results of command %q", id))
+		return store.Command{}, err
 	}
 	return c, nil
 }

@@ -32,7 +32,9 @@ func putInstallation(ctx context.Context, stmt *sql.Stmt, in store.Installation)
 // store.ErrConflict if its MQTTTopic or Username belongs to another
 // installation, and store.ErrNotFound if its app or thing does not exist.
 func (db *DB) PutInstallation(ctx context.Context, in store.Installation) error {
-	return putInstallation(ctx, db.ws.putInstallation, in)
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return putInstallation(ctx, tx.StmtContext(ctx, db.ws.putInstallation), in)
+	})
 }
 
 // Installation returns an installation of the app by ID, or
@@ -79,8 +81,10 @@ func (db *DB) Installations(ctx context.Context, thingID string) ([]store.Instal
 // DeleteInstallation removes an installation; deleting a missing one is not
 // an error.
 func (db *DB) DeleteInstallation(ctx context.Context, id string) error {
-	if _, err := db.ws.deleteInstallation.ExecContext(ctx, id); err != nil {
-		return fmt.Errorf("delete installation %q: %w", id, err)
-	}
-	return nil
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.ws.deleteInstallation).ExecContext(ctx, id); err != nil {
+			return fmt.Errorf("delete installation %q: %w", id, err)
+		}
+		return nil
+	})
 }

@@ -113,6 +113,25 @@ type DB struct {
 	w, r *sql.DB
 	ws   writeStmts
 	rs   readStmts
+	// wr runs every write on w, in batches (group commit: writer.go).
+	wr *writer
+}
+
+// write runs fn in the writer's next transaction and returns its error, or
+// the transaction's if the commit failed. See writer.go.
+func (db *DB) write(ctx context.Context, fn writeFunc) error {
+	return db.wr.write(ctx, fn)
+}
+
+// exec runs one statement as a write.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		res, err = tx.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
 }
 
 // Open opens (creating if needed) the database at path with the default
@@ -181,6 +200,10 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	if db.wr, err = newWriter(ctx, w); err != nil {
+		db.Close()
+		return nil, err
+	}
 	log.Debug("sqlite store open")
 	return db, nil
 }
@@ -202,6 +225,9 @@ func (db *DB) checkWAL(ctx context.Context) error {
 // writer fails; the first error is returned.
 func (db *DB) Close() error {
 	var errs []error
+	if db.wr != nil {
+		db.wr.stop()
+	}
 	if err := db.ws.close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -21,7 +21,7 @@ var emptyObject = json.RawMessage(`{}`)
 // store.MergeObject. Every written alias also gets a state_history row
 // holding its resulting state. It returns store.ErrNotFound if the thing
 // does not exist and an error if a body is not a JSON object.
-func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) (err error) {
+func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) error {
 	// Validate (and, for merges, compact) outside the transaction: the
 	// writer connection is shared by every write.
 	bodies := make(map[string]json.RawMessage, len(w.Aliases))
@@ -33,58 +33,47 @@ func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) (err error) {
 		bodies[alias] = b
 	}
 
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("write states of %q: begin: %w", w.ThingID, err)
-	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
-
-	switch w.Mode {
-	case store.StateReplace:
-		if _, err = tx.StmtContext(ctx, db.ws.deleteStates).ExecContext(ctx, w.ThingID); err != nil {
-			return fmt.Errorf("write states of %q: %w", w.ThingID, err)
-		}
-	case store.StateMerge:
-		get := tx.StmtContext(ctx, db.ws.stateBody)
-		for alias, patch := range bodies {
-			var old []byte
-			switch err = get.QueryRowContext(ctx, w.ThingID, alias).Scan(&old); {
-			case errors.Is(err, sql.ErrNoRows):
-				err = nil
-				continue // the patch is the whole new state
-			case err != nil:
-				return fmt.Errorf("write states of %q: read alias %q: %w", w.ThingID, alias, err)
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+		switch w.Mode {
+		case store.StateReplace:
+			if _, err = tx.StmtContext(ctx, db.ws.deleteStates).ExecContext(ctx, w.ThingID); err != nil {
+				return fmt.Errorf("write states of %q: %w", w.ThingID, err)
 			}
-			var merged json.RawMessage
-			if merged, err = store.MergeObject(old, patch); err != nil {
-				return fmt.Errorf("write states of %q: alias %q: %w", w.ThingID, alias, err)
+		case store.StateMerge:
+			get := tx.StmtContext(ctx, db.ws.stateBody)
+			for alias, patch := range bodies {
+				var old []byte
+				switch err = get.QueryRowContext(ctx, w.ThingID, alias).Scan(&old); {
+				case errors.Is(err, sql.ErrNoRows):
+					err = nil
+					continue // the patch is the whole new state
+				case err != nil:
+					return fmt.Errorf("write states of %q: read alias %q: %w", w.ThingID, alias, err)
+				}
+				var merged json.RawMessage
+				if merged, err = store.MergeObject(old, patch); err != nil {
+					return fmt.Errorf("write states of %q: alias %q: %w", w.ThingID, alias, err)
+				}
+				bodies[alias] = merged
 			}
-			bodies[alias] = merged
+		default:
+			return fmt.Errorf("write states of %q: unknown mode %d", w.ThingID, w.Mode)
 		}
-	default:
-		return fmt.Errorf("write states of %q: unknown mode %d", w.ThingID, w.Mode)
-	}
 
-	at := millis(w.At)
-	upsert := tx.StmtContext(ctx, db.ws.upsertState)
-	history := tx.StmtContext(ctx, db.ws.insertHistory)
-	for _, alias := range slices.Sorted(maps.Keys(bodies)) { // deterministic history order
-		body := bodies[alias]
-		if _, err = upsert.ExecContext(ctx, w.ThingID, alias, string(body), at); err != nil {
-			return fmt.Errorf("write states of %q: alias %q: %w", w.ThingID, alias, translate(err))
+		at := millis(w.At)
+		upsert := tx.StmtContext(ctx, db.ws.upsertState)
+		history := tx.StmtContext(ctx, db.ws.insertHistory)
+		for _, alias := range slices.Sorted(maps.Keys(bodies)) { // deterministic history order
+			body := bodies[alias]
+			if _, err = upsert.ExecContext(ctx, w.ThingID, alias, string(body), at); err != nil {
+				return fmt.Errorf("write states of %q: alias %q: %w", w.ThingID, alias, translate(err))
+			}
+			if _, err = history.ExecContext(ctx, w.ThingID, alias, string(body), at); err != nil {
+				return fmt.Errorf("write states of %q: history of alias %q: %w", w.ThingID, alias, translate(err))
+			}
 		}
-		if _, err = history.ExecContext(ctx, w.ThingID, alias, string(body), at); err != nil {
-			return fmt.Errorf("write states of %q: history of alias %q: %w", w.ThingID, alias, translate(err))
-		}
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("write states of %q: commit: %w", w.ThingID, err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // States returns the latest state of every alias of the thing, ordered by

@@ -42,7 +42,9 @@ func (db *DB) ThingByVendorID(ctx context.Context, appID, vendorThingID string) 
 // UpdateThing replaces the mutable fields of an existing thing of t.AppID,
 // or returns store.ErrNotFound.
 func (db *DB) UpdateThing(ctx context.Context, t store.Thing) error {
-	return updateThing(ctx, db.ws.updateThing, t)
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return updateThing(ctx, tx.StmtContext(ctx, db.ws.updateThing), t)
+	})
 }
 
 func updateThing(ctx context.Context, stmt *sql.Stmt, t store.Thing) error {
@@ -73,32 +75,24 @@ func insertThing(ctx context.Context, stmt *sql.Stmt, t store.Thing) error {
 // SaveOnboarding stores one onboarding in one transaction: the thing
 // (inserted or updated), the installation (upserted) and the token
 // (inserted). On any error nothing is stored.
-func (db *DB) SaveOnboarding(ctx context.Context, o store.Onboarding) (err error) {
-	tx, err := db.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("save onboarding: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
+func (db *DB) SaveOnboarding(ctx context.Context, o store.Onboarding) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if o.NewThing {
+			err = insertThing(ctx, tx.StmtContext(ctx, db.ws.insertThing), o.Thing)
+		} else {
+			err = updateThing(ctx, tx.StmtContext(ctx, db.ws.updateThing), o.Thing)
 		}
-	}()
-	if o.NewThing {
-		err = insertThing(ctx, tx.StmtContext(ctx, db.ws.insertThing), o.Thing)
-	} else {
-		err = updateThing(ctx, tx.StmtContext(ctx, db.ws.updateThing), o.Thing)
-	}
+		if err != nil {
+			return err
+		}
+		if err := putInstallation(ctx, tx.StmtContext(ctx, db.ws.putInstallation), o.Installation); err != nil {
+			return err
+		}
+		return putToken(ctx, tx.StmtContext(ctx, db.ws.putToken), o.Token)
+	})
 	if err != nil {
 		return fmt.Errorf("save onboarding: %w", err)
-	}
-	if err = putInstallation(ctx, tx.StmtContext(ctx, db.ws.putInstallation), o.Installation); err != nil {
-		return fmt.Errorf("save onboarding: %w", err)
-	}
-	if err = putToken(ctx, tx.StmtContext(ctx, db.ws.putToken), o.Token); err != nil {
-		return fmt.Errorf("save onboarding: %w", err)
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("save onboarding: commit: %w", err)
 	}
 	return nil
 }

@@ -19,7 +19,9 @@ func putToken(ctx context.Context, stmt *sql.Stmt, t store.Token) error {
 // PutToken stores a token. It returns store.ErrConflict if a token with the
 // same digest exists and store.ErrNotFound if its app does not.
 func (db *DB) PutToken(ctx context.Context, t store.Token) error {
-	return putToken(ctx, db.ws.putToken, t)
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return putToken(ctx, tx.StmtContext(ctx, db.ws.putToken), t)
+	})
 }
 
 // Token returns the token with the given digest, or store.ErrNotFound.
@@ -41,8 +43,10 @@ func (db *DB) Token(ctx context.Context, hash string) (store.Token, error) {
 
 // DeleteToken removes a token; deleting a missing one is not an error.
 func (db *DB) DeleteToken(ctx context.Context, hash string) error {
-	if _, err := db.ws.deleteToken.ExecContext(ctx, hash); err != nil {
-		return fmt.Errorf("delete token: %w", err)
-	}
-	return nil
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, db.ws.deleteToken).ExecContext(ctx, hash); err != nil {
+			return fmt.Errorf("delete token: %w", err)
+		}
+		return nil
+	})
 }
