@@ -51,9 +51,23 @@ type API struct {
 	// Commands are created only through Push's callers (REST, triggers),
 	// each of which calls Push, and this process is the only writer of
 	// the store; a restart starts with no thing known idle.
-	idle    map[string]struct{}
-	closing bool
-	wg      sync.WaitGroup
+	idle map[string]struct{}
+	// synced holds the things each of whose SENDING commands is written to
+	// a live connection and awaits its PUBACK, or is queued as fresh for
+	// the push loop: for them a new command is pushed as it is handed over
+	// (Push), without a scan of the store. Anything that may leave a
+	// SENDING command outside those two places (a failed write or store
+	// call, a connection gone) removes the thing and bumps syncEpoch; a
+	// scan that completes while the epoch stood still adds it.
+	synced    map[string]struct{}
+	syncEpoch uint64
+	// scanPushed holds, per thing, the IDs of commands a scan pushed in the
+	// last scanMemory: a command stored just before a scan is found by it
+	// and may still be handed over by Push afterwards, which must not push
+	// it a second time.
+	scanPushed map[string]map[string]time.Time
+	closing    bool
+	wg         sync.WaitGroup
 }
 
 var _ httpapi.Pusher = (*API)(nil)
@@ -94,7 +108,8 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest), idle: make(map[string]struct{})}
+	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest), idle: make(map[string]struct{}),
+		synced: make(map[string]struct{}), scanPushed: make(map[string]map[string]time.Time)}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
 	b.srv = newMochi(&b.cfg.Config)
 	if err := b.srv.AddHook(&apiHook{b: b}, nil); err != nil {
@@ -140,16 +155,29 @@ func (b *API) Subscribed(thingID string) int {
 	return len(b.live[thingID])
 }
 
-// Push writes the thing's pending (SENDING) commands to its live,
-// subscribed connections and marks each written command DELIVERED. It
-// returns at once: the work runs on one goroutine per thing, and a Push
-// that arrives while that goroutine runs makes it go round once more, so
-// pushes for a thing never run concurrently and none is lost.
-func (b *API) Push(_ context.Context, _, thingID string) {
+// Push hands a newly stored command to its thing's push loop, which writes
+// it to the thing's live, subscribed connections; it becomes DELIVERED on
+// the PUBACK (QoS 1) or once written (QoS 0). Call it once per command,
+// after the command is stored. It returns at once: the work runs on one
+// goroutine per thing, and a Push that arrives while that goroutine runs
+// makes it go round once more, so pushes for a thing never run
+// concurrently and none is lost.
+//
+// When everything else SENDING for the thing is known to be written and
+// awaiting its PUBACK (synced), the command is written as handed over;
+// otherwise the loop scans the store for all of the thing's SENDING
+// commands, this one included.
+func (b *API) Push(_ context.Context, c store.Command) {
+	b.wake(c.ThingID, false, &c)
+}
+
+// PushPending writes every SENDING command of the thing that is not already
+// awaiting its PUBACK, after a scan of the store.
+func (b *API) PushPending(thingID string) {
 	b.mu.Lock()
 	delete(b.idle, thingID)
 	b.mu.Unlock()
-	b.wake(thingID, true)
+	b.wake(thingID, true, nil)
 }
 
 // pushSubscribed pushes what is pending for a thing that has just
@@ -159,7 +187,7 @@ func (b *API) pushSubscribed(thingID string) {
 	_, idle := b.idle[thingID]
 	b.mu.Unlock()
 	if !idle {
-		b.wake(thingID, true)
+		b.wake(thingID, true, nil)
 	}
 }
 
@@ -174,36 +202,116 @@ func (b *API) scanned(thingID string, pending int) {
 	}
 }
 
+// unsync records that the thing may have a SENDING command that is
+// neither awaiting a PUBACK nor queued: its next new command needs a scan.
+func (b *API) unsync(thingID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.unsyncLocked(thingID)
+}
+
+func (b *API) unsyncLocked(thingID string) {
+	delete(b.synced, thingID)
+	b.syncEpoch++
+}
+
+// scanMemory is how long a command pushed by a scan is remembered against
+// a late Push of the same command (see API.scanPushed). Push follows the
+// store's commit by microseconds.
+const scanMemory = time.Minute
+
+// rememberScanned records commands a scan pushed.
+func (b *API) rememberScanned(thingID string, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.scanPushed[thingID]
+	if m == nil {
+		m = make(map[string]time.Time, len(ids))
+		b.scanPushed[thingID] = m
+	}
+	for _, id := range ids {
+		m[id] = now
+	}
+}
+
+// notScanned drops from fresh the commands a recent scan pushed.
+func (b *API) notScanned(thingID string, fresh []store.Command) []store.Command {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.scanPushed[thingID]
+	if m == nil {
+		return fresh
+	}
+	now := time.Now()
+	for id, at := range m {
+		if now.Sub(at) > scanMemory {
+			delete(m, id)
+		}
+	}
+	if len(m) == 0 {
+		delete(b.scanPushed, thingID)
+		return fresh
+	}
+	out := fresh[:0:0]
+	for _, c := range fresh {
+		if _, seen := m[c.ID]; !seen {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // pushRequest is what a thing's running push loop is asked to do next.
 type pushRequest struct {
-	again bool // go round once more
-	scan  bool // and look for pending commands (not only acknowledgements)
+	again bool            // go round once more
+	scan  bool            // and look for pending commands (not only acknowledgements)
+	fresh []store.Command // commands handed over by Push, when scan is not set
 }
 
 // wake starts the thing's push loop, or asks the running one to go round
 // again. scan says whether the round must look for pending commands: a
 // PUBACK alone only needs its command marked, unless pushes were held back
-// by a full in-flight window.
-func (b *API) wake(thingID string, scan bool) {
+// by a full in-flight window. fresh, if not nil, is a command just stored:
+// pushed as it is if the thing is synced, else through a scan.
+func (b *API) wake(thingID string, scan bool, fresh *store.Command) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if fresh != nil {
+		delete(b.idle, thingID)
+		if _, ok := b.synced[thingID]; !ok {
+			scan = true
+		}
+	}
 	if b.closing || len(b.live[thingID]) == 0 {
 		return
 	}
 	if r, running := b.pushing[thingID]; running {
 		r.again = true
 		r.scan = r.scan || scan
+		if r.scan {
+			r.fresh = nil // the scan finds them
+		} else if fresh != nil {
+			r.fresh = append(r.fresh, *fresh)
+		}
 		return
 	}
 	b.pushing[thingID] = &pushRequest{}
+	var fs []store.Command
+	if fresh != nil && !scan {
+		fs = []store.Command{*fresh}
+	}
 	b.wg.Add(1)
-	go b.pushLoop(thingID, scan)
+	go b.pushLoop(thingID, scan, fs)
 }
 
-func (b *API) pushLoop(thingID string, scan bool) {
+func (b *API) pushLoop(thingID string, scan bool, fresh []store.Command) {
 	defer b.wg.Done()
 	for {
-		b.pushOnce(thingID, scan)
+		b.pushOnce(thingID, scan, fresh)
 		b.mu.Lock()
 		r := b.pushing[thingID]
 		if !r.again || b.closing {
@@ -211,7 +319,10 @@ func (b *API) pushLoop(thingID string, scan bool) {
 			b.mu.Unlock()
 			return
 		}
-		scan = r.scan
+		scan, fresh = r.scan, r.fresh
+		if _, ok := b.synced[thingID]; !ok && len(fresh) > 0 {
+			scan, fresh = true, nil // unsynced since they were queued
+		}
 		*r = pushRequest{}
 		b.mu.Unlock()
 	}
@@ -285,7 +396,9 @@ type target struct {
 	s  *apiSession
 }
 
-func (b *API) targets(thingID string) []target {
+// targets returns the thing's live connections, and the sync epoch at the
+// moment they were taken.
+func (b *API) targets(thingID string) ([]target, uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	conns := b.live[thingID]
@@ -295,34 +408,44 @@ func (b *API) targets(thingID string) []target {
 			ts = append(ts, target{cl, s})
 		}
 	}
-	return ts
+	return ts, b.syncEpoch
 }
 
-func (b *API) pushOnce(thingID string, scan bool) {
-	ts := b.targets(thingID)
+// pushOnce is one round of a thing's push loop: it marks the acknowledged
+// pushes DELIVERED, then writes either every SENDING command (scan) or the
+// commands handed over (fresh).
+func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
+	ts, epoch := b.targets(thingID)
 	if len(ts) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
 	defer cancel()
+	complete := true // every command written awaits a PUBACK or is DELIVERED
 	for _, t := range ts {
 		for _, c := range t.s.takeAcked() {
-			b.markDelivered(ctx, c)
+			complete = b.markDelivered(ctx, c) && complete
 		}
 	}
-	if !scan {
-		return
+	var cmds []store.Command
+	switch {
+	case scan:
+		var err error
+		if cmds, err = b.cfg.Store.PendingCommands(ctx, thingID); err != nil {
+			b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
+			b.unsync(thingID)
+			return
+		}
+		b.scanned(thingID, len(cmds))
+	case len(fresh) > 0:
+		cmds = b.notScanned(thingID, fresh)
 	}
-	cmds, err := b.cfg.Store.PendingCommands(ctx, thingID)
-	if err != nil {
-		b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
-		return
-	}
-	b.scanned(thingID, len(cmds))
+	var pushed []string
 	for _, c := range cmds {
 		payload, err := CommandPayload(c)
 		if err != nil {
 			b.cfg.Logger.Error("encode command", "thing", thingID, "command", c.ID, "error", err)
+			complete = false
 			continue
 		}
 		reached, delivered := false, false
@@ -334,28 +457,51 @@ func (b *API) pushOnce(thingID string, scan bool) {
 			qos, err := b.writePush(t, c, payload)
 			if err != nil {
 				b.cfg.Logger.Debug("push", "client", t.cl.ID, "command", c.ID, "error", err)
+				complete = false
 				continue
 			}
 			reached = true
 			delivered = delivered || qos == 0
 		}
 		if !reached {
-			return // the connections are gone; the next SUBSCRIBE pushes again
+			// The connections are gone; the next SUBSCRIBE pushes again.
+			b.unsync(thingID)
+			if scan {
+				b.rememberScanned(thingID, pushed)
+			}
+			return
 		}
+		pushed = append(pushed, c.ID)
 		if delivered {
-			b.markDelivered(ctx, c)
+			complete = b.markDelivered(ctx, c) && complete
 		}
+	}
+	if scan {
+		b.rememberScanned(thingID, pushed)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case !complete:
+		b.unsyncLocked(thingID)
+	case scan && b.syncEpoch == epoch && len(b.live[thingID]) > 0:
+		b.synced[thingID] = struct{}{}
 	}
 }
 
-// markDelivered moves a command to DELIVERED.
-func (b *API) markDelivered(ctx context.Context, c store.Command) {
+// markDelivered moves a command to DELIVERED and reports whether the store
+// call succeeded.
+func (b *API) markDelivered(ctx context.Context, c store.Command) bool {
 	now := b.cfg.Now()
-	if ok, err := b.cfg.Store.MarkDelivered(ctx, c.ThingID, c.ID, now); err != nil {
+	ok, err := b.cfg.Store.MarkDelivered(ctx, c.ThingID, c.ID, now)
+	if err != nil {
 		b.cfg.Logger.Error("mark delivered", "thing", c.ThingID, "command", c.ID, "error", err)
-	} else if ok && b.cfg.OnDelivered != nil {
+		return false
+	}
+	if ok && b.cfg.OnDelivered != nil {
 		b.cfg.OnDelivered(c, now)
 	}
+	return true
 }
 
 // writePush writes one command to a connection at the QoS of its
@@ -427,8 +573,11 @@ func (b *API) removeLive(cl *mqtt.Client, s *apiSession) {
 		delete(m, cl)
 		if len(m) == 0 {
 			delete(b.live, s.thingID)
+			delete(b.scanPushed, s.thingID)
 		}
 	}
+	// Its unacknowledged pushes are SENDING again, held nowhere.
+	b.unsyncLocked(s.thingID)
 }
 
 type apiHook struct {
@@ -519,7 +668,7 @@ func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // marks the command DELIVERED and pushes what the window held back.
 func (h *apiHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if s := h.b.sessions.get(cl); s != nil && s.ack(pk.PacketID) {
-		h.b.wake(s.thingID, s.windowFull.Swap(false))
+		h.b.wake(s.thingID, s.windowFull.Swap(false), nil)
 	}
 }
 

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -126,10 +127,11 @@ func TestPushExactlyOnce(t *testing.T) {
 	const n = 50
 	var wg sync.WaitGroup
 	for i := range n {
-		f.newCommand(t, i)
+		cmd := f.newCommand(t, i)
 		wg.Add(2)
-		go func() { defer wg.Done(); f.api.Push(context.Background(), "app", f.thing.ID) }()
-		go func() { defer wg.Done(); f.api.Push(context.Background(), "app", f.thing.ID) }()
+		// The hand-over of the new command races a scan that finds it too.
+		go func() { defer wg.Done(); f.api.Push(context.Background(), cmd) }()
+		go func() { defer wg.Done(); f.api.PushPending(f.thing.ID) }()
 	}
 	wg.Wait()
 	for i := range n {
@@ -161,10 +163,9 @@ func TestPushExactlyOnce(t *testing.T) {
 // command stays SENDING and is pushed by the SUBACK of the next SUBSCRIBE.
 func TestPushWithoutSubscriberKeepsCommand(t *testing.T) {
 	f := newFixture(t, Config{})
-	f.newCommand(t, 1)
-	f.api.Push(context.Background(), "app", f.thing.ID)
+	f.api.Push(context.Background(), f.newCommand(t, 1))
 	c, msgs := f.dial(t, "tcp://"+f.tcp.Addr().String())
-	f.api.Push(context.Background(), "app", f.thing.ID) // connected, not subscribed: nothing to do
+	f.api.PushPending(f.thing.ID) // connected, not subscribed: nothing to do
 	if pending, _ := f.store.PendingCommands(context.Background(), f.thing.ID); len(pending) != 1 {
 		t.Fatalf("%d pending before SUBSCRIBE, want 1", len(pending))
 	}
@@ -239,8 +240,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	f := newFixture(t, Config{})
 	c, _ := f.dial(t, "tcp://"+f.tcp.Addr().String())
 	c.Subscribe(f.inst.MQTTTopic, 0, nil).WaitTimeout(waitFor)
-	f.newCommand(t, 1)
-	f.api.Push(context.Background(), "app", f.thing.ID)
+	f.api.Push(context.Background(), f.newCommand(t, 1))
 	c2, _ := f.dial(t, "ws://"+f.ws.Addr().String()+"/mqtt")
 	idle, err := net.Dial("tcp", f.tcp.Addr().String()) // never sends CONNECT
 	if err != nil {
@@ -305,14 +305,14 @@ func TestQoS1PushDeliveredOnPuback(t *testing.T) {
 	f := newFixture(t, Config{})
 	c, msgs := f.dialManualAck(t)
 	cmd := f.newCommand(t, 1)
-	f.api.Push(context.Background(), "app", f.thing.ID)
+	f.api.Push(context.Background(), cmd)
 	var pub *pahov5.Publish
 	select {
 	case pub = <-msgs:
 	case <-time.After(waitFor):
 		t.Fatal("no push")
 	}
-	f.api.Push(context.Background(), "app", f.thing.ID) // must not push it again meanwhile
+	f.api.PushPending(f.thing.ID) // must not push it again meanwhile
 	select {
 	case m := <-msgs:
 		t.Fatalf("pushed again while awaiting its PUBACK: %s", m.Payload)
@@ -334,7 +334,7 @@ func TestQoS1PushDeliveredOnPuback(t *testing.T) {
 
 	// Unacknowledged, then the connection dies: pushed again on return.
 	cmd2 := f.newCommand(t, 2)
-	f.api.Push(context.Background(), "app", f.thing.ID)
+	f.api.Push(context.Background(), cmd2)
 	select {
 	case <-msgs:
 	case <-time.After(waitFor):
@@ -364,7 +364,7 @@ func TestQoS1PushWindow(t *testing.T) {
 	for i := range n {
 		f.newCommand(t, i)
 	}
-	f.api.Push(context.Background(), "app", f.thing.ID)
+	f.api.PushPending(f.thing.ID)
 	for i := range n {
 		select {
 		case m := <-msgs:
@@ -388,12 +388,91 @@ func TestQoS1PushWindow(t *testing.T) {
 // countingStore counts the pending-command scans the broker makes.
 type countingStore struct {
 	store.Store
-	scans atomic.Int64
+	scans    atomic.Int64
+	failMark atomic.Bool // fail the next MarkDelivered
 }
 
 func (c *countingStore) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {
 	c.scans.Add(1)
 	return c.Store.PendingCommands(ctx, thingID)
+}
+
+func (c *countingStore) MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error) {
+	if c.failMark.Swap(false) {
+		return false, errors.New("store down")
+	}
+	return c.Store.MarkDelivered(ctx, thingID, id, at)
+}
+
+// TestPushHandsOverWithoutScan: once a scan found every SENDING command of
+// a thing written, a new command is pushed as handed over, with no scan of
+// the store; a failed store call ends that, and the next command is
+// pushed through a scan that also finds the command left SENDING.
+func TestPushHandsOverWithoutScan(t *testing.T) {
+	cs := &countingStore{}
+	f := newFixtureStore(t, Config{}, func(s store.Store) store.Store { cs.Store = s; return cs })
+	c, msgs := f.dial(t, "tcp://"+f.tcp.Addr().String())
+	defer c.Disconnect(0)
+	if tok := c.Subscribe(f.inst.MQTTTopic, 1, nil); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+		t.Fatal("subscribe")
+	}
+	receive := func(want string) {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			var p struct{ CommandID string }
+			if err := json.Unmarshal(m.Payload(), &p); err != nil || p.CommandID != want {
+				t.Fatalf("pushed %s (%v), want command %s", m.Payload(), err, want)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("command %s not pushed", want)
+		}
+	}
+	waitDelivered := func(id string) {
+		t.Helper()
+		for deadline := time.Now().Add(waitFor); ; time.Sleep(2 * time.Millisecond) {
+			got, err := f.store.Command(context.Background(), f.thing.ID, id)
+			if err == nil && got.State == store.CommandDelivered {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("command %s: %v, %v; want DELIVERED", id, got.State, err)
+			}
+		}
+	}
+	for deadline := time.Now().Add(waitFor); cs.scans.Load() < 1; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("SUBSCRIBE made no scan")
+		}
+	}
+	const n = 20
+	for i := range n {
+		cmd := f.newCommand(t, i)
+		f.api.Push(context.Background(), cmd)
+		receive(cmd.ID)
+	}
+	waitDelivered(fmt.Sprintf("c%03d", n-1))
+	if got := cs.scans.Load(); got != 1 {
+		t.Fatalf("%d scans for %d handed-over commands, want only the SUBSCRIBE's", got, n)
+	}
+
+	cs.failMark.Store(true) // the PUBACK of the next push is not recorded
+	lost := f.newCommand(t, n)
+	f.api.Push(context.Background(), lost)
+	receive(lost.ID)
+	time.Sleep(50 * time.Millisecond) // its PUBACK handled, the mark failed
+	if got, _ := f.store.Command(context.Background(), f.thing.ID, lost.ID); got.State != store.CommandSending {
+		t.Fatalf("command %s is %s, want SENDING after the failed mark", lost.ID, got.State)
+	}
+	next := f.newCommand(t, n+1)
+	f.api.Push(context.Background(), next)
+	receive(lost.ID) // found again by the scan
+	receive(next.ID)
+	waitDelivered(lost.ID)
+	waitDelivered(next.ID)
+	if got := cs.scans.Load(); got != 2 {
+		t.Fatalf("%d scans, want 2 (the SUBSCRIBE's and one after the failure)", got)
+	}
 }
 
 // TestSubscribeSkipsScanWhenIdle: a thing whose last scan found nothing is
@@ -431,7 +510,7 @@ func TestSubscribeSkipsScanWhenIdle(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 
 	cmd := f.newCommand(t, 1) // created while away
-	f.api.Push(context.Background(), "app", f.thing.ID)
+	f.api.Push(context.Background(), cmd)
 	_, msgs := subscribe()
 	select {
 	case m := <-msgs:

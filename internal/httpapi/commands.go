@@ -116,7 +116,7 @@ func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("store command: %w", err)
 	}
 	if h.cfg.Pusher != nil {
-		h.cfg.Pusher.Push(ctx, p.appID, thingID)
+		h.cfg.Pusher.Push(ctx, c)
 	}
 	writeJSON(w, http.StatusCreated, struct {
 		CommandID string `json:"commandID"`

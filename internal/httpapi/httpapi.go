@@ -88,11 +88,11 @@ type BrokerAddr struct {
 	PortWSS int
 }
 
-// Pusher pushes a thing's pending (SENDING) commands to its live MQTT
-// connections. Push must be fast and must not block on the network: it is
-// called synchronously after a command is stored.
+// Pusher pushes commands to their things' live MQTT connections. Push is
+// called once per command, synchronously after the command is stored; it
+// must be fast and must not block on the network.
 type Pusher interface {
-	Push(ctx context.Context, appID, thingID string)
+	Push(ctx context.Context, c store.Command)
 }
 
 // Validate reports the first field of c that cannot work, wrapped in

@@ -28,9 +28,9 @@ const (
 	maxWebhookAnswer = 64 << 10
 )
 
-// Pusher pushes a thing's pending commands; broker.API is one.
+// Pusher pushes a newly stored command to its thing; broker.API is one.
 type Pusher interface {
-	Push(ctx context.Context, appID, thingID string)
+	Push(ctx context.Context, c store.Command)
 }
 
 // Config configures an Engine.
@@ -354,7 +354,7 @@ func (e *Engine) sendCommand(ctx context.Context, tr store.Trigger, at time.Time
 		return fmt.Errorf("store command: %w", err)
 	}
 	if e.cfg.Pusher != nil {
-		e.cfg.Pusher.Push(ctx, tr.AppID, target)
+		e.cfg.Pusher.Push(ctx, c)
 	}
 	return nil
 }

@@ -71,10 +71,10 @@ type recordingPusher struct {
 	calls []string
 }
 
-func (p *recordingPusher) Push(_ context.Context, appID, thingID string) {
+func (p *recordingPusher) Push(_ context.Context, c store.Command) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.calls = append(p.calls, appID+"/"+thingID)
+	p.calls = append(p.calls, c.AppID+"/"+c.ThingID)
 }
 
 type fixture struct {
