@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -290,6 +291,28 @@ func (r *Registry) GaugeFunc(name, help string, f func() float64) {
 
 func (g gaugeFunc) write(w *bufio.Writer) {
 	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %s\n", g.name, g.help, g.name, g.name, strconv.FormatFloat(g.f(), 'g', -1, 64))
+}
+
+// counterFunc is a counter family with one label, read when the metrics
+// are written.
+type counterFunc struct {
+	name, help, label string
+	f                 func() map[string]uint64
+}
+
+// CounterFunc declares a counter family with one label whose samples f
+// returns at each scrape, by label value; f must be cheap and safe for
+// concurrent use, and its counts must only grow.
+func (r *Registry) CounterFunc(name, help, label string, f func() map[string]uint64) {
+	r.register(name, counterFunc{name, help, label, f})
+}
+
+func (c counterFunc) write(w *bufio.Writer) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", c.name, c.help, c.name)
+	samples := c.f()
+	for _, v := range slices.Sorted(maps.Keys(samples)) {
+		fmt.Fprintf(w, "%s%s %d\n", c.name, labelString([]string{c.label}, []string{v}, "", ""), samples[v])
+	}
 }
 
 // runtimeFamily writes the Go runtime's and the process's figures.

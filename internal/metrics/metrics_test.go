@@ -16,6 +16,9 @@ func TestExposition(t *testing.T) {
 	h.With("put").Observe(0.5)
 	h.With("put").Observe(5)
 	r.GaugeFunc("x_conns", "Connections.", func() float64 { return 7 })
+	r.CounterFunc("x_cache_total", "Cache lookups.", "result", func() map[string]uint64 {
+		return map[string]uint64{"miss": 2, "hit": 40}
+	})
 	var b strings.Builder
 	if _, err := r.WriteTo(&b); err != nil {
 		t.Fatal(err)
@@ -23,6 +26,7 @@ func TestExposition(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"# TYPE x_requests_total counter\n",
+		"# TYPE x_cache_total counter\nx_cache_total{result=\"hit\"} 40\nx_cache_total{result=\"miss\"} 2\n",
 		`x_requests_total{route="/a/{b}",status="200"} 3` + "\n",
 		`x_requests_total{route="q\"uote\\",status="500"} 1` + "\n",
 		"# TYPE x_seconds histogram\n",

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/thingif/thingif/internal/metrics"
+	"github.com/thingif/thingif/internal/sqlite"
 	"github.com/thingif/thingif/internal/store"
+	"github.com/thingif/thingif/internal/storecache"
 )
 
 // serverMetrics are the families the server records. Names follow
@@ -54,6 +56,26 @@ func (m *serverMetrics) addBrokerGauges(s *Server) {
 		func() float64 { return float64(s.api.Connections()) })
 	m.reg.GaugeFunc("thingif_onboarding_broker_connections", "Clients connected to the onboarding broker.",
 		func() float64 { return float64(s.onboard.Connections()) })
+}
+
+// addStoreCounters publishes the store's group commit and cache counters.
+func (m *serverMetrics) addStoreCounters(db *sqlite.DB, c *storecache.Store) {
+	m.reg.CounterFunc("thingif_store_writes_total",
+		"Store writes, and the transactions that committed them (group commit: writes per transaction is the mean batch).", "kind",
+		func() map[string]uint64 {
+			ws := db.WriteStats()
+			return map[string]uint64{"write": ws.Writes, "transaction": ws.Transactions}
+		})
+	m.reg.CounterFunc("thingif_store_cache_lookups_total",
+		"Lookups of the in-memory store cache, by table and result.", "lookup",
+		func() map[string]uint64 {
+			in, tok, th := c.Stats()
+			return map[string]uint64{
+				"installation_hit": in.Hits, "installation_miss": in.Misses,
+				"token_hit": tok.Hits, "token_miss": tok.Misses,
+				"thing_hit": th.Hits, "thing_miss": th.Misses,
+			}
+		})
 }
 
 // statusWriter remembers the status a handler wrote.

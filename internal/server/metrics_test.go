@@ -85,7 +85,11 @@ func TestMetrics(t *testing.T) {
 		`thingif_commands_total{event="delivered"} 1`,
 		`thingif_command_push_seconds_count 1`,
 		`thingif_store_seconds_count{op="write_states"} 1`,
-		`thingif_store_seconds_count{op="installation_by_username"} 1`,
+		// The installation was cached when the thing onboarded: the
+		// CONNECT did not reach the store.
+		`thingif_store_cache_lookups_total{lookup="installation_hit"} 1`,
+		`thingif_store_cache_lookups_total{lookup="installation_miss"} 0`,
+		"# TYPE thingif_store_writes_total counter",
 		`thingif_api_broker_connections 1`,
 		`thingif_request_duration_seconds_count{transport="mqtt",route="/thing-if/apps/{app}/targets/{target}/states"} 1`,
 	} {

@@ -26,6 +26,7 @@ import (
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/sqlite"
 	"github.com/thingif/thingif/internal/store"
+	"github.com/thingif/thingif/internal/storecache"
 )
 
 // Default listener addresses. The onboarding broker's are Kii's documented
@@ -167,6 +168,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   store.Store
+	cache   *storecache.Store
 	cert    *certificate
 	handler *httpapi.Handler
 
@@ -215,7 +217,11 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s.store = timedStore{Store: db, m: s.metrics}
+	// The cache sits outside the timing: thingif_store_seconds times the
+	// calls that reach SQLite.
+	s.cache = storecache.New(timedStore{Store: db, m: s.metrics}, storecache.Config{})
+	s.store = s.cache
+	s.metrics.addStoreCounters(db, s.cache)
 	if err := s.ensureApps(ctx); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,268 @@
+// Package storecache keeps the store reads that every connect and every
+// request makes in memory: API broker logins (installations by username),
+// access tokens and things. It wraps a store.Store and passes everything else
+// through.
+//
+// Entries are invalidated by the writes made through the wrapper, so the
+// cache is exact as long as this process is the store's only writer, which
+// is how thingif runs (one process, one SQLite file). As a safety net for
+// writes made behind its back, every entry also expires after Config.TTL.
+//
+// A read that races an invalidation of the same table never fills the
+// cache: each table counts its invalidations, and a value read from the
+// store is kept only if the count did not move during the read. Misses are
+// not cached, so a token or an installation stored a moment ago is found.
+package storecache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/thingif/thingif/internal/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultTTL        = time.Minute
+	DefaultMaxEntries = 200_000
+)
+
+// Config configures a Store.
+type Config struct {
+	// TTL bounds the life of an entry. If zero, DefaultTTL.
+	TTL time.Duration
+	// MaxEntries bounds each table (installations, tokens, things); a full
+	// table drops an arbitrary entry for each one added. If zero,
+	// DefaultMaxEntries.
+	MaxEntries int
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+}
+
+// Store is a store.Store with the reads of logins, tokens and things
+// cached.
+type Store struct {
+	store.Store
+	now func() time.Time
+
+	installations table[string, store.Installation] // by username
+	tokens        table[string, store.Token]        // by digest
+	things        table[thingKey, store.Thing]
+}
+
+type thingKey struct{ appID, thingID string }
+
+// New wraps s.
+func New(s store.Store, cfg Config) *Store {
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Store{Store: s, now: cfg.Now}
+	c.installations.altKey = func(in store.Installation) string { return in.ID }
+	c.installations.init(cfg)
+	c.tokens.init(cfg)
+	c.things.init(cfg)
+	return c
+}
+
+// Stats are the counters of one table.
+type Stats struct {
+	Hits, Misses uint64
+	Entries      int
+}
+
+// Stats returns the counters of the installations, tokens and things
+// tables.
+func (c *Store) Stats() (installations, tokens, things Stats) {
+	return c.installations.stats(), c.tokens.stats(), c.things.stats()
+}
+
+// InstallationByUsername implements store.Store.
+func (c *Store) InstallationByUsername(ctx context.Context, username string) (store.Installation, error) {
+	return c.installations.load(username, c.now(), func() (store.Installation, error) {
+		return c.Store.InstallationByUsername(ctx, username)
+	})
+}
+
+// Token implements store.Store.
+func (c *Store) Token(ctx context.Context, hash string) (store.Token, error) {
+	return c.tokens.load(hash, c.now(), func() (store.Token, error) {
+		return c.Store.Token(ctx, hash)
+	})
+}
+
+// Thing implements store.Store.
+func (c *Store) Thing(ctx context.Context, appID, thingID string) (store.Thing, error) {
+	return c.things.load(thingKey{appID, thingID}, c.now(), func() (store.Thing, error) {
+		return c.Store.Thing(ctx, appID, thingID)
+	})
+}
+
+// The writes below invalidate after the store call returns (whatever it
+// returned): a read that started before the write and ends after the
+// invalidation finds its fill void, one that starts after it reads the
+// new row.
+
+// PutInstallation implements store.Store.
+func (c *Store) PutInstallation(ctx context.Context, in store.Installation) error {
+	defer c.installations.dropAlt(in.ID)
+	return c.Store.PutInstallation(ctx, in)
+}
+
+// DeleteInstallation implements store.Store.
+func (c *Store) DeleteInstallation(ctx context.Context, id string) error {
+	defer c.installations.dropAlt(id)
+	return c.Store.DeleteInstallation(ctx, id)
+}
+
+// DeleteToken implements store.Store.
+func (c *Store) DeleteToken(ctx context.Context, hash string) error {
+	defer c.tokens.drop(hash)
+	return c.Store.DeleteToken(ctx, hash)
+}
+
+// UpdateThing implements store.Store.
+func (c *Store) UpdateThing(ctx context.Context, t store.Thing) error {
+	defer c.things.drop(thingKey{t.AppID, t.ID})
+	return c.Store.UpdateThing(ctx, t)
+}
+
+// SaveOnboarding implements store.Store. The installation is cached as it
+// is stored: a thing connects to the API broker right after it onboarded.
+func (c *Store) SaveOnboarding(ctx context.Context, o store.Onboarding) error {
+	err := c.Store.SaveOnboarding(ctx, o)
+	if !o.NewThing {
+		c.things.drop(thingKey{o.Thing.AppID, o.Thing.ID})
+	}
+	if err != nil {
+		c.installations.dropAlt(o.Installation.ID)
+		return err
+	}
+	c.installations.replace(o.Installation.ID, o.Installation.Username, o.Installation, c.now())
+	return nil
+}
+
+// table is one bounded map of cached values with a time to live.
+type table[K comparable, V any] struct {
+	ttl time.Duration
+	max int
+	// altKey, if set, names a second key of a value (an installation's ID)
+	// by which dropAlt finds its entry.
+	altKey func(V) string
+
+	mu  sync.Mutex
+	m   map[K]entry[V]
+	alt map[string]K
+	// gen counts invalidations; a fill started before one is dropped.
+	gen          uint64
+	hits, misses uint64
+}
+
+type entry[V any] struct {
+	v       V
+	expires time.Time
+}
+
+func (t *table[K, V]) init(cfg Config) {
+	t.ttl, t.max = cfg.TTL, cfg.MaxEntries
+	t.m = make(map[K]entry[V])
+	if t.altKey != nil {
+		t.alt = make(map[string]K)
+	}
+}
+
+func (t *table[K, V]) stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Stats{Hits: t.hits, Misses: t.misses, Entries: len(t.m)}
+}
+
+// load returns the cached value of k, or reads it with read and caches it.
+// Errors (store.ErrNotFound included) are returned and not cached.
+func (t *table[K, V]) load(k K, now time.Time, read func() (V, error)) (V, error) {
+	t.mu.Lock()
+	if e, ok := t.m[k]; ok && now.Before(e.expires) {
+		t.hits++
+		t.mu.Unlock()
+		return e.v, nil
+	}
+	t.misses++
+	gen := t.gen
+	t.mu.Unlock()
+	v, err := read()
+	if err != nil {
+		return v, err
+	}
+	t.putIf(gen, k, v, now)
+	return v, nil
+}
+
+// putIf caches v under k unless the table was invalidated since gen.
+func (t *table[K, V]) putIf(gen uint64, k K, v V, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gen != gen {
+		return
+	}
+	if _, ok := t.m[k]; !ok && len(t.m) >= t.max {
+		for old := range t.m { // an arbitrary entry
+			t.removeLocked(old)
+			break
+		}
+	}
+	t.removeLocked(k)
+	t.m[k] = entry[V]{v: v, expires: now.Add(t.ttl)}
+	if t.altKey != nil {
+		t.alt[t.altKey(v)] = k
+	}
+}
+
+func (t *table[K, V]) removeLocked(k K) {
+	e, ok := t.m[k]
+	if !ok {
+		return
+	}
+	delete(t.m, k)
+	if t.altKey != nil {
+		delete(t.alt, t.altKey(e.v))
+	}
+}
+
+// drop removes the entry of k and makes fills in progress void.
+func (t *table[K, V]) drop(k K) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	t.removeLocked(k)
+}
+
+// replace drops the entry whose value has the second key alt, makes fills
+// in progress void and caches v under k, all at once.
+func (t *table[K, V]) replace(alt string, k K, v V, now time.Time) {
+	t.mu.Lock()
+	if old, ok := t.alt[alt]; ok {
+		t.removeLocked(old)
+	}
+	t.gen++
+	gen := t.gen
+	t.mu.Unlock()
+	t.putIf(gen, k, v, now)
+}
+
+// dropAlt removes the entry whose value has the second key alt and makes
+// fills in progress void.
+func (t *table[K, V]) dropAlt(alt string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	if k, ok := t.alt[alt]; ok {
+		t.removeLocked(k)
+	}
+}

@@ -1,0 +1,255 @@
+package storecache_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/thingif/thingif/internal/sqlite"
+	"github.com/thingif/thingif/internal/store"
+	"github.com/thingif/thingif/internal/store/storetest"
+	"github.com/thingif/thingif/internal/storecache"
+)
+
+func openSQLite(t *testing.T) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "thingif.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestConformance: the wrapper is a store like any other.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return storecache.New(openSQLite(t), storecache.Config{})
+	})
+}
+
+// countingStore counts the reads that reach the store, and can hold a
+// Token read until released.
+type countingStore struct {
+	store.Store
+	tokens, installations, things atomic.Int64
+	holdToken                     chan chan struct{} // if set, each Token read waits
+}
+
+func (s *countingStore) Token(ctx context.Context, hash string) (store.Token, error) {
+	s.tokens.Add(1)
+	t, err := s.Store.Token(ctx, hash)
+	if s.holdToken != nil {
+		release := <-s.holdToken
+		<-release
+	}
+	return t, err
+}
+
+func (s *countingStore) InstallationByUsername(ctx context.Context, username string) (store.Installation, error) {
+	s.installations.Add(1)
+	return s.Store.InstallationByUsername(ctx, username)
+}
+
+func (s *countingStore) Thing(ctx context.Context, appID, thingID string) (store.Thing, error) {
+	s.things.Add(1)
+	return s.Store.Thing(ctx, appID, thingID)
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type fixture struct {
+	under *countingStore
+	c     *storecache.Store
+	clock *clock
+}
+
+func newFixture(t *testing.T, cfg storecache.Config) *fixture {
+	t.Helper()
+	f := &fixture{under: &countingStore{Store: openSQLite(t)}, clock: &clock{t: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)}}
+	cfg.Now = f.clock.now
+	f.c = storecache.New(f.under, cfg)
+	ctx := t.Context()
+	if err := f.c.PutApp(ctx, store.App{ID: "app1", KeyHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func onboarding(thing, inst, user string, newThing bool) store.Onboarding {
+	return store.Onboarding{
+		Thing:    store.Thing{ID: thing, AppID: "app1", VendorThingID: "v-" + thing, PasswordHash: "p", ThingType: "lamp"},
+		NewThing: newThing,
+		Installation: store.Installation{ID: inst, AppID: "app1", ThingID: thing, MQTTTopic: "topic-" + inst,
+			Username: user, PasswordHash: "ph", ExpiresAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
+		Token: store.Token{Hash: "tok-" + user, AppID: "app1", Kind: store.TokenThing, Subject: thing},
+	}
+}
+
+func TestInstallationCachedAtOnboarding(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	if err := f.c.SaveOnboarding(ctx, onboarding("th.1", "in1", "user1", true)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		in, err := f.c.InstallationByUsername(ctx, "user1")
+		if err != nil || in.ID != "in1" {
+			t.Fatalf("InstallationByUsername = %+v, %v", in, err)
+		}
+	}
+	if n := f.under.installations.Load(); n != 0 {
+		t.Fatalf("%d store reads for an installation cached at onboarding, want 0", n)
+	}
+
+	// Onboarding again replaces the installation's credentials: the old
+	// username stops working at once, the new one works.
+	if err := f.c.SaveOnboarding(ctx, onboarding("th.1", "in1", "user2", false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.InstallationByUsername(ctx, "user1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("old username after re-onboarding: err=%v, want ErrNotFound", err)
+	}
+	if in, err := f.c.InstallationByUsername(ctx, "user2"); err != nil || in.ID != "in1" {
+		t.Fatalf("new username: %+v, %v", in, err)
+	}
+
+	if err := f.c.DeleteInstallation(ctx, "in1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.InstallationByUsername(ctx, "user2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted installation: err=%v, want ErrNotFound", err)
+	}
+}
+
+func TestTokenCachedUntilDeleted(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	tok := store.Token{Hash: "h1", AppID: "app1", Kind: store.TokenApp, Subject: "app1"}
+	if _, err := f.c.Token(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("before PutToken: err=%v", err)
+	}
+	if err := f.c.PutToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if got, err := f.c.Token(ctx, "h1"); err != nil || got.Subject != "app1" {
+			t.Fatalf("Token = %+v, %v", got, err)
+		}
+	}
+	// One miss before the put (not cached), one fill after it.
+	if n := f.under.tokens.Load(); n != 2 {
+		t.Fatalf("%d store reads, want 2", n)
+	}
+	if err := f.c.DeleteToken(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Token(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoked token: err=%v, want ErrNotFound", err)
+	}
+}
+
+// TestFillRacingRevocation: a read that got the token from the store before
+// it was revoked must not put it in the cache after the revocation.
+func TestFillRacingRevocation(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	if err := f.c.PutToken(ctx, store.Token{Hash: "h1", AppID: "app1", Kind: store.TokenApp}); err != nil {
+		t.Fatal(err)
+	}
+	f.under.holdToken = make(chan chan struct{})
+	read := make(chan error, 1)
+	go func() {
+		_, err := f.c.Token(ctx, "h1") // reads the row, then waits
+		read <- err
+	}()
+	release := make(chan struct{})
+	f.under.holdToken <- release // the read has the row
+	if err := f.c.DeleteToken(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-read; err != nil {
+		t.Fatalf("racing read: %v", err) // it did see the token: it read before the revocation
+	}
+	f.under.holdToken = nil
+	if _, err := f.c.Token(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after the revocation: err=%v, want ErrNotFound (the racing fill was kept)", err)
+	}
+}
+
+func TestThingInvalidatedByUpdate(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	if err := f.c.SaveOnboarding(ctx, onboarding("th.1", "in1", "user1", true)); err != nil {
+		t.Fatal(err)
+	}
+	th, err := f.c.Thing(ctx, "app1", "th.1")
+	if err != nil || th.ThingType != "lamp" {
+		t.Fatalf("Thing = %+v, %v", th, err)
+	}
+	th.ThingType = "fan"
+	if err := f.c.UpdateThing(ctx, th); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.c.Thing(ctx, "app1", "th.1"); err != nil || got.ThingType != "fan" {
+		t.Fatalf("after UpdateThing: %+v, %v", got, err)
+	}
+	o := onboarding("th.1", "in1", "user2", false)
+	o.Thing.ThingType = "heater"
+	if err := f.c.SaveOnboarding(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.c.Thing(ctx, "app1", "th.1"); err != nil || got.ThingType != "heater" {
+		t.Fatalf("after re-onboarding: %+v, %v", got, err)
+	}
+	if n := f.under.things.Load(); n != 3 {
+		t.Fatalf("%d store reads, want 3 (one after each invalidation)", n)
+	}
+}
+
+func TestTTLAndBound(t *testing.T) {
+	f := newFixture(t, storecache.Config{TTL: time.Minute, MaxEntries: 2})
+	ctx := t.Context()
+	for _, h := range []string{"a", "b", "c"} {
+		if err := f.c.PutToken(ctx, store.Token{Hash: h, AppID: "app1", Kind: store.TokenApp}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.c.Token(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three fills into a table of two.
+	if _, tokens, _ := f.c.Stats(); tokens.Entries != 2 {
+		t.Fatalf("%d entries in a table of 2", tokens.Entries)
+	}
+	if _, err := f.c.Token(ctx, "c"); err != nil { // the last fill stays
+		t.Fatal(err)
+	}
+	f.clock.add(time.Minute)
+	before := f.under.tokens.Load()
+	if _, err := f.c.Token(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.under.tokens.Load() - before; n != 1 {
+		t.Fatalf("expired entry served from the cache (%d store reads)", n)
+	}
+	_, tokens, _ := f.c.Stats()
+	if tokens.Hits == 0 || tokens.Misses == 0 {
+		t.Fatalf("stats %+v", tokens)
+	}
+}
