@@ -94,12 +94,12 @@ func (h *Handler) checkPending(ctx context.Context, thingID string) error {
 	if max == 0 {
 		max = DefaultMaxPendingCommands
 	}
-	cmds, err := h.store.PendingCommands(ctx, thingID)
+	n, err := h.store.CountPending(ctx, thingID, max)
 	if err != nil {
 		return fmt.Errorf("count pending commands: %w", err)
 	}
-	if len(cmds) >= max {
-		return errTooManyPendingCommands.with("thing has %d commands not yet delivered; the limit is %d", len(cmds), max)
+	if n >= max {
+		return errTooManyPendingCommands.with("thing has %d or more commands not yet delivered; the limit is %d", n, max)
 	}
 	return nil
 }

@@ -111,6 +111,15 @@ func (db *DB) PendingCommands(ctx context.Context, thingID string) ([]store.Comm
 	return cmds, nil
 }
 
+// CountPending counts the thing's SENDING commands, up to limit.
+func (db *DB) CountPending(ctx context.Context, thingID string, limit int) (int, error) {
+	var n int
+	if err := db.rs.countPending.QueryRowContext(ctx, thingID, limit).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending commands of %q: %w", thingID, err)
+	}
+	return n, nil
+}
+
 // MarkDelivered moves a command from SENDING to DELIVERED and reports
 // whether it did. It returns store.ErrNotFound if the thing has no such
 // command.

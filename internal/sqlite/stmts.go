@@ -49,6 +49,7 @@ type readStmts struct {
 	command                *sql.Stmt
 	commandsFrom           *sql.Stmt
 	pendingCommands        *sql.Stmt
+	countPending           *sql.Stmt
 	states                 *sql.Stmt
 	// enabledTriggers serves the lookup every state upload makes.
 	enabledTriggers *sql.Stmt
@@ -105,6 +106,7 @@ func (db *DB) prepare(ctx context.Context) error {
 			ORDER BY seq DESC LIMIT ?`},
 		{&db.rs.pendingCommands, `SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND state = 'SENDING'
 			ORDER BY seq`},
+		{&db.rs.countPending, `SELECT COUNT(*) FROM (SELECT 1 FROM commands WHERE thing_id = ? AND state = 'SENDING' LIMIT ?)`},
 		{&db.rs.states, `SELECT ` + stateCols + ` FROM states WHERE thing_id = ? ORDER BY alias`},
 		{&db.rs.enabledTriggers, `SELECT ` + triggerCols + ` FROM triggers WHERE event_source = ? AND disabled = 0
 			AND thing_id = ? ORDER BY seq`},
@@ -134,7 +136,7 @@ func (s *writeStmts) close() error {
 
 func (s *readStmts) close() error {
 	return closeStmts(s.app, s.apps, s.thing, s.thingByVendorID, s.installation, s.installationByUsername,
-		s.installations, s.token, s.command, s.commandsFrom, s.pendingCommands, s.states)
+		s.installations, s.token, s.command, s.commandsFrom, s.pendingCommands, s.countPending, s.states)
 }
 
 func closeStmts(stmts ...*sql.Stmt) error {

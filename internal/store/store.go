@@ -245,6 +245,9 @@ type Store interface {
 	// PendingCommands returns the thing's commands still in state SENDING,
 	// oldest first.
 	PendingCommands(ctx context.Context, thingID string) ([]Command, error)
+	// CountPending counts the thing's commands in state SENDING, up to
+	// limit: a result of limit means "limit or more".
+	CountPending(ctx context.Context, thingID string, limit int) (int, error)
 	// MarkDelivered moves a command from SENDING to DELIVERED and reports
 	// whether it did; a command in any other state is left alone.
 	MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error)

@@ -101,6 +101,15 @@ func testPendingCommands(t *testing.T, s store.Store) {
 	diff(t, "PendingCommands oldest first", pending, []store.Command{
 		newCommand("th.1", "c0", 0), newCommand("th.1", "c2", 2), newCommand("th.1", "c4", 4),
 	})
+	for _, tt := range []struct {
+		thing      string
+		limit, want int
+	}{{"th.1", 10, 3}, {"th.1", 3, 3}, {"th.1", 2, 2}, {"th.2", 10, 1}, {"th.none", 10, 0}} {
+		n, err := s.CountPending(ctx, tt.thing, tt.limit)
+		if err != nil || n != tt.want {
+			t.Errorf("CountPending(%s, %d)=%d, %v; want %d", tt.thing, tt.limit, n, err, tt.want)
+		}
+	}
 }
 
 func testMarkDelivered(t *testing.T, s store.Store) {
