@@ -115,6 +115,8 @@ type DB struct {
 	rs   readStmts
 	// wr runs every write on w, in batches (group commit: writer.go).
 	wr *writer
+	// cp checkpoints the WAL off the writer (checkpoint.go).
+	cp *checkpointer
 }
 
 // write runs fn in the writer's next transaction and returns its error, or
@@ -160,6 +162,7 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 
 	wq := cloneValues(common)
 	wq.Add("_pragma", "journal_mode(WAL)")
+	wq.Add("_pragma", "wal_autocheckpoint("+strconv.Itoa(backstopPages)+")") // see checkpoint.go
 	// IMMEDIATE takes the write lock at BEGIN, so a read-modify-write
 	// transaction cannot fail half way with SQLITE_BUSY when another process
 	// writes the same file.
@@ -196,11 +199,22 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 	r.SetConnMaxIdleTime(0)
 	db.r = r
 
+	cp, err := sql.Open("sqlite", cfg.Path+"?"+common.Encode())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open checkpointer: %w", err)
+	}
+	cp.SetMaxOpenConns(1)
+	cp.SetMaxIdleConns(1)
+	cp.SetConnMaxLifetime(0)
+	cp.SetConnMaxIdleTime(0)
+	db.cp = newCheckpointer(cp, log)
+
 	if err := db.prepare(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if db.wr, err = newWriter(ctx, w); err != nil {
+	if db.wr, err = newWriter(ctx, w, db.cp.committed); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -227,6 +241,12 @@ func (db *DB) Close() error {
 	var errs []error
 	if db.wr != nil {
 		db.wr.stop()
+	}
+	if db.cp != nil {
+		db.cp.stop()
+		if err := db.cp.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close checkpointer: %w", err))
+		}
 	}
 	if err := db.ws.close(); err != nil {
 		errs = append(errs, err)

@@ -80,6 +80,9 @@ func TestPragmas(t *testing.T) {
 		{"reader busy_timeout", db.r, "busy_timeout", "5000"},
 		{"writer query_only", db.w, "query_only", "0"},
 		{"reader query_only", db.r, "query_only", "1"},
+		{"writer wal_autocheckpoint", db.w, "wal_autocheckpoint", "10000"}, // the backstop; see checkpoint.go
+		{"checkpointer synchronous", db.cp.db, "synchronous", "1"},
+		{"checkpointer query_only", db.cp.db, "query_only", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

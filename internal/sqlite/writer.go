@@ -56,6 +56,8 @@ type writer struct {
 	done chan struct{} // closed when run returns
 	// savepoint statements, prepared once on the writer connection.
 	savepoint, release, rollbackTo *sql.Stmt
+	// committed is called after each commit.
+	committed func()
 	// txs counts the transactions run, writes the writes in them.
 	txs, writes atomic.Uint64
 }
@@ -65,15 +67,17 @@ type WriteStats struct {
 	// Transactions is the number of transactions the writer ran; Writes the
 	// number of writes run in them. Writes/Transactions is the mean batch.
 	Transactions, Writes uint64
+	// Checkpoints is the number of checkpoints run off the writer.
+	Checkpoints uint64
 }
 
 // WriteStats returns the writer's counters.
 func (db *DB) WriteStats() WriteStats {
-	return WriteStats{Transactions: db.wr.txs.Load(), Writes: db.wr.writes.Load()}
+	return WriteStats{Transactions: db.wr.txs.Load(), Writes: db.wr.writes.Load(), Checkpoints: db.cp.runs.Load()}
 }
 
-func newWriter(ctx context.Context, w *sql.DB) (*writer, error) {
-	wr := &writer{w: w, ops: make(chan *writeOp, 4*maxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+func newWriter(ctx context.Context, w *sql.DB, committed func()) (*writer, error) {
+	wr := &writer{w: w, committed: committed, ops: make(chan *writeOp, 4*maxBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	for _, s := range []struct {
 		dst   **sql.Stmt
 		query string
@@ -236,6 +240,7 @@ func (wr *writer) commit(batch []*writeOp) {
 		finish(fmt.Errorf("commit: %w", err))
 		return
 	}
+	wr.committed()
 	finish(nil)
 }
 

@@ -275,3 +275,32 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 		t.Fatalf("queued write lost at Close: %v", err)
 	}
 }
+
+// TestCheckpointsOffTheWriter: commits make the checkpointer copy the WAL
+// back, on its own connection; the data stays readable through it all.
+func TestCheckpointsOffTheWriter(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "x.db"))
+	defer db.Close()
+	seedThing(t, db)
+	ctx := t.Context()
+	for i := range 200 {
+		must(t, db.CreateCommand(ctx, store.Command{ID: fmt.Sprint("c", i), AppID: "app1", ThingID: "th.1", State: store.CommandSending}))
+	}
+	for deadline := time.Now().Add(10 * time.Second); db.WriteStats().Checkpoints == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint ran after 200 commits")
+		}
+	}
+	// Nothing holds a checkpoint back: every frame can be copied.
+	var busy, frames, copied int
+	if err := db.cp.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied); err != nil {
+		t.Fatal(err)
+	}
+	if frames != copied {
+		t.Fatalf("WAL has %d frames, %d copied back", frames, copied)
+	}
+	n, err := db.CountPending(ctx, "th.1", 1000)
+	if err != nil || n != 200 {
+		t.Fatalf("CountPending = %d, %v; want 200", n, err)
+	}
+}
