@@ -102,7 +102,7 @@ func testPendingCommands(t *testing.T, s store.Store) {
 		newCommand("th.1", "c0", 0), newCommand("th.1", "c2", 2), newCommand("th.1", "c4", 4),
 	})
 	for _, tt := range []struct {
-		thing      string
+		thing       string
 		limit, want int
 	}{{"th.1", 10, 3}, {"th.1", 3, 3}, {"th.1", 2, 2}, {"th.2", 10, 1}, {"th.none", 10, 0}} {
 		n, err := s.CountPending(ctx, tt.thing, tt.limit)
