@@ -46,12 +46,15 @@ type API struct {
 	// pushing marks the things with a push loop running; the value is set
 	// when another push was asked for meanwhile.
 	pushing map[string]*pushRequest
-	// idle holds the things whose last scan found no SENDING command and
-	// that were not pushed since: a SUBSCRIBE of theirs needs no scan.
-	// Commands are created only through Push's callers (REST, triggers),
-	// each of which calls Push, and this process is the only writer of
-	// the store; a restart starts with no thing known idle.
-	idle map[string]struct{}
+	// busy holds the things that may have SENDING commands: those found
+	// with some when the broker started (store.PendingThings), those
+	// handed a command since, and those whose last scan found some. A
+	// SUBSCRIBE of any other thing needs no scan. Commands are created only
+	// through Push's callers (REST, triggers), each of which calls Push,
+	// and this process is the only writer of the store. Until busyKnown is
+	// set (the start-up query failed) every thing counts as busy.
+	busy      map[string]struct{}
+	busyKnown bool
 	// synced holds the things each of whose SENDING commands is written to
 	// a live connection and awaits its PUBACK, or is queued as fresh for
 	// the push loop: for them a new command is pushed as it is handed over
@@ -108,7 +111,7 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest), idle: make(map[string]struct{}),
+	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest), busy: make(map[string]struct{}),
 		synced: make(map[string]struct{}), scanPushed: make(map[string]map[string]time.Time)}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
 	b.srv = newMochi(&b.cfg.Config)
@@ -121,8 +124,23 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	return b, nil
 }
 
-// Start starts serving on the listeners.
+// Start loads the things with commands waiting and starts serving on the
+// listeners.
 func (b *API) Start() error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
+	things, err := b.cfg.Store.PendingThings(ctx)
+	cancel()
+	if err != nil {
+		// Not fatal: every first SUBSCRIBE scans instead.
+		b.cfg.Logger.Error("load things with pending commands", "error", err)
+	} else {
+		b.mu.Lock()
+		for _, id := range things {
+			b.busy[id] = struct{}{}
+		}
+		b.busyKnown = true
+		b.mu.Unlock()
+	}
 	b.sessions.startSweeper(sweepInterval, b.removeLive)
 	return b.srv.Serve()
 }
@@ -175,7 +193,7 @@ func (b *API) Push(_ context.Context, c store.Command) {
 // awaiting its PUBACK, after a scan of the store.
 func (b *API) PushPending(thingID string) {
 	b.mu.Lock()
-	delete(b.idle, thingID)
+	b.busy[thingID] = struct{}{}
 	b.mu.Unlock()
 	b.wake(thingID, true, nil)
 }
@@ -184,9 +202,15 @@ func (b *API) PushPending(thingID string) {
 // subscribed, unless it is known to have nothing pending.
 func (b *API) pushSubscribed(thingID string) {
 	b.mu.Lock()
-	_, idle := b.idle[thingID]
+	_, busy := b.busy[thingID]
+	busy = busy || !b.busyKnown
+	if !busy && len(b.live[thingID]) > 0 {
+		// Nothing is SENDING, so nothing is outside an in-flight table:
+		// the thing's next command can be pushed as handed over.
+		b.synced[thingID] = struct{}{}
+	}
 	b.mu.Unlock()
-	if !idle {
+	if busy {
 		b.wake(thingID, true, nil)
 	}
 }
@@ -196,9 +220,9 @@ func (b *API) scanned(thingID string, pending int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if pending == 0 {
-		b.idle[thingID] = struct{}{}
+		delete(b.busy, thingID)
 	} else {
-		delete(b.idle, thingID)
+		b.busy[thingID] = struct{}{}
 	}
 }
 
@@ -281,7 +305,7 @@ func (b *API) wake(thingID string, scan bool, fresh *store.Command) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if fresh != nil {
-		delete(b.idle, thingID)
+		b.busy[thingID] = struct{}{}
 		if _, ok := b.synced[thingID]; !ok {
 			scan = true
 		}

@@ -124,6 +124,7 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 		if err := f.store.CreateCommand(context.Background(), c); err != nil {
 			t.Fatal(err)
 		}
+		f.api.Push(context.Background(), c) // as REST does; not subscribed yet: kept
 	}
 	rawSubscribe(t, conn, f.inst.MQTTTopic) // the SUBACK starts the push; we never read
 	deadline := time.Now().Add(waitFor)

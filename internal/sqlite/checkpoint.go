@@ -80,6 +80,10 @@ func (c *checkpointer) checkpoint() {
 // stop ends the checkpointer; the last checkpoint is the writer's, at
 // close.
 func (c *checkpointer) stop() {
-	close(c.quit)
+	select {
+	case <-c.quit:
+	default:
+		close(c.quit)
+	}
 	<-c.done
 }

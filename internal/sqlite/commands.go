@@ -111,6 +111,15 @@ func (db *DB) PendingCommands(ctx context.Context, thingID string) ([]store.Comm
 	return cmds, nil
 }
 
+// PendingThings returns the IDs of the things with SENDING commands.
+func (db *DB) PendingThings(ctx context.Context) ([]string, error) {
+	ids, err := db.strings(ctx, `SELECT DISTINCT thing_id FROM commands WHERE state = 'SENDING' ORDER BY thing_id`)
+	if err != nil {
+		return nil, fmt.Errorf("things with pending commands: %w", err)
+	}
+	return ids, nil
+}
+
 // CountPending counts the thing's SENDING commands, up to limit.
 func (db *DB) CountPending(ctx context.Context, thingID string, limit int) (int, error) {
 	var n int

@@ -245,6 +245,9 @@ type Store interface {
 	// PendingCommands returns the thing's commands still in state SENDING,
 	// oldest first.
 	PendingCommands(ctx context.Context, thingID string) ([]Command, error)
+	// PendingThings returns the IDs of the things that have commands in
+	// state SENDING.
+	PendingThings(ctx context.Context) ([]string, error)
 	// CountPending counts the thing's commands in state SENDING, up to
 	// limit: a result of limit means "limit or more".
 	CountPending(ctx context.Context, thingID string, limit int) (int, error)

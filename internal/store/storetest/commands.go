@@ -101,6 +101,9 @@ func testPendingCommands(t *testing.T, s store.Store) {
 	diff(t, "PendingCommands oldest first", pending, []store.Command{
 		newCommand("th.1", "c0", 0), newCommand("th.1", "c2", 2), newCommand("th.1", "c4", 4),
 	})
+	things, err := s.PendingThings(ctx)
+	must(t, "PendingThings", err)
+	diff(t, "PendingThings", things, []string{"th.1", "th.2"})
 	for _, tt := range []struct {
 		thing       string
 		limit, want int
