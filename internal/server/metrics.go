@@ -69,11 +69,12 @@ func (m *serverMetrics) addStoreCounters(db *sqlite.DB, c *storecache.Store) {
 	m.reg.CounterFunc("thingif_store_cache_lookups_total",
 		"Lookups of the in-memory store cache, by table and result.", "lookup",
 		func() map[string]uint64 {
-			in, tok, th := c.Stats()
+			in, tok, th, trs := c.Stats()
 			return map[string]uint64{
 				"installation_hit": in.Hits, "installation_miss": in.Misses,
 				"token_hit": tok.Hits, "token_miss": tok.Misses,
 				"thing_hit": th.Hits, "thing_miss": th.Misses,
+				"state_triggers_hit": trs.Hits, "state_triggers_miss": trs.Misses,
 			}
 		})
 }

@@ -1,7 +1,7 @@
 // Package storecache keeps the store reads that every connect and every
 // request makes in memory: API broker logins (installations by username),
-// access tokens and things. It wraps a store.Store and passes everything else
-// through.
+// access tokens, things, and the state triggers each state upload looks up.
+// It wraps a store.Store and passes everything else through.
 //
 // Entries are invalidated by the writes made through the wrapper, so the
 // cache is exact as long as this process is the store's only writer, which
@@ -16,6 +16,7 @@ package storecache
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -49,6 +50,7 @@ type Store struct {
 	installations table[string, store.Installation] // by username
 	tokens        table[string, store.Token]        // by digest
 	things        table[thingKey, store.Thing]
+	stateTriggers table[string, []store.Trigger] // by thing ID
 }
 
 type thingKey struct{ appID, thingID string }
@@ -69,6 +71,7 @@ func New(s store.Store, cfg Config) *Store {
 	c.installations.init(cfg)
 	c.tokens.init(cfg)
 	c.things.init(cfg)
+	c.stateTriggers.init(cfg)
 	return c
 }
 
@@ -78,10 +81,46 @@ type Stats struct {
 	Entries      int
 }
 
-// Stats returns the counters of the installations, tokens and things
-// tables.
-func (c *Store) Stats() (installations, tokens, things Stats) {
-	return c.installations.stats(), c.tokens.stats(), c.things.stats()
+// Stats returns the counters of the installations, tokens, things and
+// state-trigger tables.
+func (c *Store) Stats() (installations, tokens, things, stateTriggers Stats) {
+	return c.installations.stats(), c.tokens.stats(), c.things.stats(), c.stateTriggers.stats()
+}
+
+// EnabledTriggers implements store.Store. The state triggers of a thing
+// (usually none) are cached; each caller gets its own copy of the slice.
+func (c *Store) EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error) {
+	if eventSource != store.EventStates {
+		return c.Store.EnabledTriggers(ctx, thingID, eventSource)
+	}
+	trs, err := c.stateTriggers.load(thingID, c.now(), func() ([]store.Trigger, error) {
+		return c.Store.EnabledTriggers(ctx, thingID, eventSource)
+	})
+	return slices.Clone(trs), err
+}
+
+// CreateTrigger implements store.Store.
+func (c *Store) CreateTrigger(ctx context.Context, tr store.Trigger) error {
+	defer c.stateTriggers.drop(tr.ThingID)
+	return c.Store.CreateTrigger(ctx, tr)
+}
+
+// UpdateTrigger implements store.Store.
+func (c *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) error {
+	defer c.stateTriggers.drop(tr.ThingID)
+	return c.Store.UpdateTrigger(ctx, tr)
+}
+
+// SetTriggerRun implements store.Store.
+func (c *Store) SetTriggerRun(ctx context.Context, thingID, id string, run store.TriggerRun) error {
+	defer c.stateTriggers.drop(thingID)
+	return c.Store.SetTriggerRun(ctx, thingID, id, run)
+}
+
+// DeleteTrigger implements store.Store.
+func (c *Store) DeleteTrigger(ctx context.Context, thingID, id string) error {
+	defer c.stateTriggers.drop(thingID)
+	return c.Store.DeleteTrigger(ctx, thingID, id)
 }
 
 // InstallationByUsername implements store.Store.

@@ -2,6 +2,7 @@ package storecache_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -36,8 +37,8 @@ func TestConformance(t *testing.T) {
 // Token read until released.
 type countingStore struct {
 	store.Store
-	tokens, installations, things atomic.Int64
-	holdToken                     chan chan struct{} // if set, each Token read waits
+	tokens, installations, things, triggers atomic.Int64
+	holdToken                               chan chan struct{} // if set, each Token read waits
 }
 
 func (s *countingStore) Token(ctx context.Context, hash string) (store.Token, error) {
@@ -234,7 +235,7 @@ func TestTTLAndBound(t *testing.T) {
 		}
 	}
 	// Three fills into a table of two.
-	if _, tokens, _ := f.c.Stats(); tokens.Entries != 2 {
+	if _, tokens, _, _ := f.c.Stats(); tokens.Entries != 2 {
 		t.Fatalf("%d entries in a table of 2", tokens.Entries)
 	}
 	if _, err := f.c.Token(ctx, "c"); err != nil { // the last fill stays
@@ -248,8 +249,60 @@ func TestTTLAndBound(t *testing.T) {
 	if n := f.under.tokens.Load() - before; n != 1 {
 		t.Fatalf("expired entry served from the cache (%d store reads)", n)
 	}
-	_, tokens, _ := f.c.Stats()
+	_, tokens, _, _ := f.c.Stats()
 	if tokens.Hits == 0 || tokens.Misses == 0 {
 		t.Fatalf("stats %+v", tokens)
+	}
+}
+
+func (s *countingStore) EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error) {
+	s.triggers.Add(1)
+	return s.Store.EnabledTriggers(ctx, thingID, eventSource)
+}
+
+// TestStateTriggersCached: the state triggers of a thing are read once and
+// then served from memory until a trigger of the thing changes, its run
+// state included; a caller's changes to its copy do not reach the cache.
+func TestStateTriggersCached(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	if err := f.c.SaveOnboarding(ctx, onboarding("th.1", "in1", "user1", true)); err != nil {
+		t.Fatal(err)
+	}
+	get := func(want int) []store.Trigger {
+		t.Helper()
+		trs, err := f.c.EnabledTriggers(ctx, "th.1", store.EventStates)
+		if err != nil || len(trs) != want {
+			t.Fatalf("EnabledTriggers = %d triggers, %v; want %d", len(trs), err, want)
+		}
+		return trs
+	}
+	get(0)
+	get(0)
+	if n := f.under.triggers.Load(); n != 1 {
+		t.Fatalf("%d store reads for two lookups, want 1", n)
+	}
+	tr := store.Trigger{ID: "tr1", AppID: "app1", ThingID: "th.1", EventSource: store.EventStates,
+		Predicate: json.RawMessage(`{"eventSource":"STATES"}`)}
+	if err := f.c.CreateTrigger(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	trs := get(1)
+	trs[0].Run.Satisfied = true // the caller's copy
+	if get(1)[0].Run.Satisfied {
+		t.Fatal("a caller's change reached the cache")
+	}
+	if err := f.c.SetTriggerRun(ctx, "th.1", "tr1", store.TriggerRun{Evaluated: true, Satisfied: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !get(1)[0].Run.Satisfied {
+		t.Fatal("the stored run state is not seen after SetTriggerRun")
+	}
+	if err := f.c.DeleteTrigger(ctx, "th.1", "tr1"); err != nil {
+		t.Fatal(err)
+	}
+	get(0)
+	if n := f.under.triggers.Load(); n != 4 {
+		t.Fatalf("%d store reads, want 4 (one after each change)", n)
 	}
 }
