@@ -31,11 +31,11 @@ type Cost struct {
 }
 
 // DefaultCost is the cost used when a zero Cost is given: one pass over
-// 1.5 MiB, about 1.4 ms on one core of the benchmark machine, so that two
-// cores onboard 500 new things a second (BENCHMARKS.md). Why this is enough,
+// 1 MiB, about 1 ms on one core of the benchmark machine, so that two
+// cores onboard over 500 new things a second (BENCHMARKS.md). Why this is enough,
 // and when to raise it, is in docs/security.md ("Password hashing"). It is
 // the documented knob (--password-hash-memory, --password-hash-time).
-var DefaultCost = Cost{Time: 1, Memory: 1536, Threads: 1}
+var DefaultCost = Cost{Time: 1, Memory: 1024, Threads: 1}
 
 const (
 	saltLen = 16
@@ -44,7 +44,7 @@ const (
 
 // HashPassword hashes a password with argon2id at the given cost (DefaultCost
 // if zero) and returns it in PHC string format:
-// $argon2id$v=19$m=1536,t=1,p=1$<salt>$<hash>.
+// $argon2id$v=19$m=1024,t=1,p=1$<salt>$<hash>.
 func HashPassword(password string, c Cost) (string, error) {
 	if c == (Cost{}) {
 		c = DefaultCost

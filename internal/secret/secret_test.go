@@ -42,7 +42,7 @@ func TestHashesAreSalted(t *testing.T) {
 	if a == b {
 		t.Fatalf("two hashes of the same password are equal: %q", a)
 	}
-	if !strings.HasPrefix(a, "$argon2id$v=19$m=1536,t=1,p=1$") {
+	if !strings.HasPrefix(a, "$argon2id$v=19$m=1024,t=1,p=1$") {
 		t.Fatalf("default hash %q does not carry the default cost", a)
 	}
 }
