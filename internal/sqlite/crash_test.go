@@ -66,13 +66,8 @@ func TestCrashDurability(t *testing.T) {
 // crashChild writes commands until killed, printing each acknowledged ID.
 func crashChild(t *testing.T, path string) {
 	db := openTest(t, path)
+	seedThing(t, db)
 	ctx := t.Context()
-	must(t, db.PutApp(ctx, store.App{ID: "app1", KeyHash: "h"}))
-	must(t, db.SaveOnboarding(ctx, store.Onboarding{
-		Thing: store.Thing{ID: "th.1", AppID: "app1", VendorThingID: "v", PasswordHash: "p"}, NewThing: true,
-		Installation: store.Installation{ID: "in1", AppID: "app1", ThingID: "th.1", MQTTTopic: "t", Username: "u"},
-		Token:        store.Token{Hash: "tok", AppID: "app1", Kind: store.TokenThing},
-	}))
 	for i := 0; ; i++ {
 		id := fmt.Sprint("c", i)
 		must(t, db.CreateCommand(ctx, store.Command{ID: id, AppID: "app1", ThingID: "th.1",

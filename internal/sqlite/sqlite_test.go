@@ -31,6 +31,18 @@ func openTest(t *testing.T, path string) *DB {
 	return db
 }
 
+// seedThing stores app1 and its thing th.1.
+func seedThing(t *testing.T, db *DB) {
+	t.Helper()
+	ctx := t.Context()
+	must(t, db.PutApp(ctx, store.App{ID: "app1", KeyHash: "h"}))
+	must(t, db.SaveOnboarding(ctx, store.Onboarding{
+		Thing: store.Thing{ID: "th.1", AppID: "app1", VendorThingID: "v", PasswordHash: "p"}, NewThing: true,
+		Installation: store.Installation{ID: "in1", AppID: "app1", ThingID: "th.1", MQTTTopic: "t", Username: "u"},
+		Token:        store.Token{Hash: "tok", AppID: "app1", Kind: store.TokenThing},
+	}))
+}
+
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openTest(t, filepath.Join(t.TempDir(), "thingif.db"))
@@ -321,13 +333,8 @@ func TestStoredForms(t *testing.T) {
 func TestStateHistory(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "thingif.db"))
 	defer db.Close()
+	seedThing(t, db)
 	ctx := t.Context()
-	must(t, db.PutApp(ctx, store.App{ID: "app1", KeyHash: "h"}))
-	must(t, db.SaveOnboarding(ctx, store.Onboarding{
-		Thing: store.Thing{ID: "th.1", AppID: "app1", VendorThingID: "v", PasswordHash: "p"}, NewThing: true,
-		Installation: store.Installation{ID: "in1", AppID: "app1", ThingID: "th.1", MQTTTopic: "t", Username: "u"},
-		Token:        store.Token{Hash: "tok", AppID: "app1", Kind: store.TokenThing},
-	}))
 	writes := []store.StateWrite{
 		{ThingID: "th.1", Mode: store.StateReplace, At: time.UnixMilli(1000), Aliases: map[string]json.RawMessage{"a": []byte(`{"x":1}`)}},
 		{ThingID: "th.1", Mode: store.StateMerge, At: time.UnixMilli(2000), Aliases: map[string]json.RawMessage{"a": []byte(`{"y":2}`)}},

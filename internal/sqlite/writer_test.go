@@ -13,18 +13,6 @@ import (
 	"github.com/thingif/thingif/internal/store"
 )
 
-// seedThing stores app1 and its thing th.1.
-func seedThing(t *testing.T, db *DB) {
-	t.Helper()
-	ctx := t.Context()
-	must(t, db.PutApp(ctx, store.App{ID: "app1", KeyHash: "h"}))
-	must(t, db.SaveOnboarding(ctx, store.Onboarding{
-		Thing: store.Thing{ID: "th.1", AppID: "app1", VendorThingID: "v", PasswordHash: "p"}, NewThing: true,
-		Installation: store.Installation{ID: "in1", AppID: "app1", ThingID: "th.1", MQTTTopic: "t", Username: "u"},
-		Token:        store.Token{Hash: "tok", AppID: "app1", Kind: store.TokenThing},
-	}))
-}
-
 // holdWriter occupies the writer with a write that blocks until the
 // returned release is called, and returns once that write is running.
 func holdWriter(t *testing.T, db *DB) (release func()) {
