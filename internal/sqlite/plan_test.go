@@ -1,0 +1,44 @@
+package sqlite
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSendingQueriesUseIndexes: the queries on SENDING commands, which run
+// on every push, REST command and start, are served by the partial indexes
+// of migration 0003 and never scan the commands table.
+func TestSendingQueriesUseIndexes(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "x.db"))
+	defer db.Close()
+	for _, tt := range []struct {
+		query string
+		args  []any
+		index string
+	}{
+		{`SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND state = 'SENDING' ORDER BY seq`, []any{"th"}, "commands_sending"},
+		{`SELECT COUNT(*) FROM (SELECT 1 FROM commands WHERE thing_id = ? AND state = 'SENDING' LIMIT ?)`, []any{"th", 5}, "commands_sending"},
+		{`SELECT DISTINCT thing_id FROM commands WHERE state = 'SENDING' ORDER BY thing_id`, nil, "commands_sending"},
+		{`UPDATE commands SET state = 'EXPIRED', modified_at = 0 WHERE state = 'SENDING' AND created_at < ?`, []any{int64(5)}, "commands_sending_created"},
+	} {
+		rows, err := db.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.query, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		got := strings.Join(plan, "; ")
+		if !strings.Contains(got, "INDEX "+tt.index) {
+			t.Errorf("%s\nplan: %s\nwant it to use %s", tt.query, got, tt.index)
+		}
+	}
+}
