@@ -85,10 +85,21 @@ type apiSession struct {
 	// push loop marks the command and drops the entry, so that a command
 	// is never both out of this table and still SENDING in the store while
 	// the loop looks (which would push it twice).
+	//
+	// The pushes are numbered here, not in mochi's in-flight table: mochi
+	// keeps the PUBACKs it owes for the thing's own QoS 1 PUBLISHes in that
+	// table too, by packet ID, though the two directions number their
+	// packets independently (MQTT 2.2.1). A thing publishing with the ID of
+	// an unacknowledged push would take the push's entry there, and its
+	// PUBACK to the thing would pass for the thing's PUBACK of the push.
+	// PUBACKs from the thing are taken as they are read (OnPacketRead).
 	mu       sync.Mutex
 	inflight map[uint16]*pushEntry
-	// windowFull is set when a push found the in-flight window full.
-	windowFull atomic.Bool
+	lastID   uint16 // the packet ID of the latest push
+	unacked  int    // entries of inflight not yet acknowledged
+	// windowFull is set when a push found the in-flight window full: the
+	// next PUBACK wakes the push loop.
+	windowFull bool
 
 	// subscribed is set by a SUBSCRIBE to mqttTopic and taken when its
 	// SUBACK has been written; only then does the connection become a push
@@ -361,32 +372,59 @@ type pushEntry struct {
 	acked bool
 }
 
-// await remembers a QoS 1 push until its PUBACK is handled.
-func (s *apiSession) await(id uint16, c store.Command) {
+// await gives a QoS 1 push of c the next packet ID no push in the table
+// holds and remembers it until its PUBACK is handled. It returns false,
+// and flags the window full, when window pushes await their PUBACK.
+func (s *apiSession) await(c store.Command, window int) (uint16, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.unacked >= window {
+		s.windowFull = true
+		return 0, false
+	}
 	if s.inflight == nil {
 		s.inflight = make(map[uint16]*pushEntry)
 	}
-	s.inflight[id] = &pushEntry{cmd: c}
+	for { // the table holds far fewer than 65,535 entries: this ends
+		s.lastID++
+		if s.lastID == 0 {
+			s.lastID = 1
+		}
+		if _, taken := s.inflight[s.lastID]; !taken {
+			break
+		}
+	}
+	s.inflight[s.lastID] = &pushEntry{cmd: c}
+	s.unacked++
+	return s.lastID, true
 }
 
 // forget drops a push whose write failed.
 func (s *apiSession) forget(id uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.inflight, id)
+	if e, ok := s.inflight[id]; ok {
+		delete(s.inflight, id)
+		if !e.acked {
+			s.unacked--
+		}
+	}
 }
 
-// ack flags the push with the given packet ID as acknowledged.
-func (s *apiSession) ack(id uint16) bool {
+// ack flags the push with the given packet ID as acknowledged. known
+// reports whether such a push awaited its PUBACK; full whether the window
+// was full, which the PUBACK ends.
+func (s *apiSession) ack(id uint16) (known, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.inflight[id]
-	if ok {
-		e.acked = true
+	if !ok || e.acked {
+		return false, false
 	}
-	return ok
+	e.acked = true
+	s.unacked--
+	full, s.windowFull = s.windowFull, false
+	return true, full
 }
 
 // takeAcked removes the acknowledged pushes and returns their commands.
@@ -534,7 +572,7 @@ func (b *API) markDelivered(ctx context.Context, c store.Command) bool {
 // QoS 1 one.
 //
 // A QoS 0 push counts as delivered once written: nothing else can be known.
-// A QoS 1 push is delivered when the thing's PUBACK arrives (OnQosComplete):
+// A QoS 1 push is delivered when the thing's PUBACK arrives (OnPacketRead):
 // if the connection was already dead when the write went into its socket,
 // no PUBACK comes, the command stays SENDING and is pushed again when the
 // thing next subscribes. Until then the session remembers the command so
@@ -550,30 +588,19 @@ func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error)
 	if qos == 0 {
 		return 0, t.cl.WritePacket(pk)
 	}
-	if max := int(b.srv.Options.Capabilities.MaximumInflight); t.cl.State.Inflight.Len() >= max {
-		// The next PUBACK looks again. Checked twice so that a PUBACK
-		// handled between the check and the flag cannot be missed: if the
-		// window is still full after the flag is up, a PUBACK is to come.
-		t.s.windowFull.Store(true)
-		if t.cl.State.Inflight.Len() >= max {
-			return qos, errInflightFull
-		}
+	// The window: the broker's, or the thing's MQTT 5 Receive Maximum
+	// (which mochi caps at the broker's).
+	window := int(b.srv.Options.Capabilities.MaximumInflight)
+	if rm := int(t.cl.Properties.Props.ReceiveMaximum); t.cl.Properties.ProtocolVersion == 5 && rm > 0 && rm < window {
+		window = rm
 	}
-	id, err := t.cl.NextPacketID()
-	if err != nil {
-		return qos, fmt.Errorf("packet id: %w", err)
+	id, ok := t.s.await(c, window)
+	if !ok {
+		return qos, errInflightFull // the next PUBACK wakes the loop
 	}
-	pk.PacketID = uint16(id)
-	// In mochi's in-flight table, so that the PUBACK reaches OnQosComplete.
-	t.s.await(pk.PacketID, c)
-	if t.cl.State.Inflight.Set(pk) {
-		atomic.AddInt64(&b.srv.Info.Inflight, 1)
-	}
+	pk.PacketID = id
 	if err := t.cl.WritePacket(pk); err != nil {
-		t.s.forget(pk.PacketID)
-		if t.cl.State.Inflight.Delete(pk.PacketID) {
-			atomic.AddInt64(&b.srv.Info.Inflight, -1)
-		}
+		t.s.forget(id)
 		return qos, err
 	}
 	return qos, nil
@@ -615,7 +642,7 @@ func (h *apiHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
 		mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnPacketEncode,
-		mqtt.OnQosComplete:
+		mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -688,12 +715,19 @@ func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, packets.CodeSuccessIgnore
 }
 
-// OnQosComplete hands a PUBACK of a push to the thing's push loop, which
-// marks the command DELIVERED and pushes what the window held back.
-func (h *apiHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if s := h.b.sessions.get(cl); s != nil && s.ack(pk.PacketID) {
-		h.b.wake(s.thingID, s.windowFull.Swap(false), nil)
+// OnPacketRead hands a PUBACK of a push to the thing's push loop, which
+// marks the command DELIVERED and pushes what the window held back. mochi
+// drops the PUBACK afterwards: the push is not in its in-flight table.
+func (h *apiHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Puback {
+		return pk, nil
 	}
+	if s := h.b.sessions.get(cl); s != nil {
+		if known, full := s.ack(pk.PacketID); known {
+			h.b.wake(s.thingID, full, nil)
+		}
+	}
+	return pk, nil
 }
 
 // OnSubscribed notes a granted mqttTopic subscription; OnPacketSent acts on

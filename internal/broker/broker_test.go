@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	pahov5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"go.uber.org/goleak"
 
 	"github.com/thingif/thingif/internal/secret"
@@ -110,7 +112,7 @@ func (f *fixture) newCommand(t *testing.T, i int) store.Command {
 	now := time.Now()
 	c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
 		Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(`[{"a":{"v":1}}]`), CreatedAt: now, ModifiedAt: now}
-	if err := f.store.CreateCommand(context.Background(), c); err != nil {
+	if err := f.store.CreateCommand(context.Background(), c, 0); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -268,6 +270,15 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 // acknowledging nothing by itself, subscribed to its topic at QoS 1.
 func (f *fixture) dialManualAck(t *testing.T) (*pahov5.Client, chan *pahov5.Publish) {
 	t.Helper()
+	c, _, msgs := f.dialManualAckConn(t, 0)
+	return c, msgs
+}
+
+// dialManualAckConn is dialManualAck that also returns the connection, for
+// writing packets the client would not, and sends receiveMax (if not 0) as
+// the client's Receive Maximum.
+func (f *fixture) dialManualAckConn(t *testing.T, receiveMax uint16) (*pahov5.Client, net.Conn, chan *pahov5.Publish) {
+	t.Helper()
 	conn, err := net.Dial("tcp", f.tcp.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -284,15 +295,20 @@ func (f *fixture) dialManualAck(t *testing.T) (*pahov5.Client, chan *pahov5.Publ
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
+	var props *pahov5.ConnectProperties
+	if receiveMax != 0 {
+		props = &pahov5.ConnectProperties{ReceiveMaximum: &receiveMax}
+	}
 	if _, err := c.Connect(ctx, &pahov5.Connect{ClientID: f.inst.MQTTTopic, Username: f.inst.Username, UsernameFlag: true,
-		Password: []byte(f.password), PasswordFlag: true, KeepAlive: 60, CleanStart: true}); err != nil {
+		Password: []byte(f.password), PasswordFlag: true, KeepAlive: 60, CleanStart: true,
+		Properties: props}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Subscribe(ctx, &pahov5.Subscribe{Subscriptions: []pahov5.SubscribeOptions{{Topic: f.inst.MQTTTopic, QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return c, msgs
+	return c, conn, msgs
 }
 
 func (f *fixture) state(t *testing.T, id string) store.CommandState {
@@ -362,6 +378,73 @@ func TestQoS1PushDeliveredOnPuback(t *testing.T) {
 	}
 }
 
+// TestInboundPacketIDDoesNotAckPush: a thing's QoS 1 PUBLISH and the
+// server's QoS 1 push are numbered independently (MQTT 2.2.1), so the
+// thing may publish with the packet ID of a push it has not acknowledged.
+// mochi keeps both kinds in one in-flight table by packet ID: the thing's
+// PUBLISH took the push's entry, its PUBACK to the thing reached
+// OnQosComplete as if it were the thing's PUBACK of the push, and the
+// thing's real PUBACK was dropped. The push must stay unacknowledged (a
+// connection lost now means pushing it again) until the thing's own PUBACK
+// comes, and that PUBACK must still count (a window of one shows a leak).
+func TestInboundPacketIDDoesNotAckPush(t *testing.T) {
+	f := newFixture(t, Config{MaxInflight: 1})
+	c, conn, msgs := f.dialManualAckConn(t, 0)
+	cmd := f.newCommand(t, 1)
+	f.api.Push(context.Background(), cmd)
+	var pub *pahov5.Publish
+	select {
+	case pub = <-msgs:
+	case <-time.After(waitFor):
+		t.Fatal("no push")
+	}
+
+	// A request PUBLISH at QoS 1 with the push's packet ID, written raw.
+	topic := "p/" + f.inst.MQTTTopic + "/thing-if/apps/app/targets/thing:th.1/states"
+	var buf bytes.Buffer
+	req := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+		TopicName: topic, PacketID: pub.PacketID, Payload: []byte("PUT\r\nContent-Type:application/json\r\n\r\n{}")}
+	if err := req.PublishEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	select { // its answer: the request was served
+	case m := <-msgs:
+		if m.Topic != topic {
+			t.Fatalf("got %s on %s, want the answer on %s", m.Payload, m.Topic, topic)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("no answer to the request")
+	}
+	time.Sleep(100 * time.Millisecond) // let a wrong acknowledgement be marked
+	if got := f.state(t, cmd.ID); got != store.CommandSending {
+		t.Fatalf("push is %s after the thing's PUBLISH with its packet ID; want SENDING until its PUBACK", got)
+	}
+
+	if err := c.Ack(pub); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitFor)
+	for f.state(t, cmd.ID) != store.CommandDelivered {
+		if time.Now().After(deadline) {
+			t.Fatal("not DELIVERED after the thing's PUBACK")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd2 := f.newCommand(t, 2)
+	f.api.Push(context.Background(), cmd2)
+	select {
+	case m := <-msgs:
+		if !strings.Contains(string(m.Payload), cmd2.ID) {
+			t.Fatalf("pushed %s, want %s", m.Payload, cmd2.ID)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("window of one still full after the PUBACK: the next command was not pushed")
+	}
+}
+
 // TestQoS1PushWindow: with more pending commands than the in-flight window
 // allows, pushes wait for PUBACKs and all arrive, each once.
 func TestQoS1PushWindow(t *testing.T) {
@@ -389,6 +472,46 @@ func TestQoS1PushWindow(t *testing.T) {
 	case m := <-msgs:
 		t.Fatalf("pushed twice: %s", m.Payload)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestQoS1PushReceiveMaximum: a thing's MQTT 5 Receive Maximum below the
+// broker's window bounds its unacknowledged pushes (MQTT 3.3.4).
+func TestQoS1PushReceiveMaximum(t *testing.T) {
+	f := newFixture(t, Config{})
+	c, _, msgs := f.dialManualAckConn(t, 2)
+	for i := range 5 {
+		f.newCommand(t, i)
+	}
+	f.api.PushPending(f.thing.ID)
+	var got []*pahov5.Publish
+	for len(got) < 2 {
+		select {
+		case m := <-msgs:
+			got = append(got, m)
+		case <-time.After(waitFor):
+			t.Fatalf("only %d pushes", len(got))
+		}
+	}
+	select {
+	case m := <-msgs:
+		t.Fatalf("a third push before any PUBACK, past the Receive Maximum of 2: %s", m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+	for i := 2; i < 5; i++ { // each PUBACK lets one more through
+		if err := c.Ack(got[0]); err != nil {
+			t.Fatal(err)
+		}
+		got = got[1:]
+		select {
+		case m := <-msgs:
+			if want := fmt.Sprintf(`"c%03d"`, i); !strings.Contains(string(m.Payload), want) {
+				t.Fatalf("push %s, want %s", m.Payload, want)
+			}
+			got = append(got, m)
+		case <-time.After(waitFor):
+			t.Fatalf("push %d not sent after a PUBACK", i)
+		}
 	}
 }
 

@@ -121,7 +121,7 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 		now := time.Now()
 		c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
 			Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(big), CreatedAt: now, ModifiedAt: now}
-		if err := f.store.CreateCommand(context.Background(), c); err != nil {
+		if err := f.store.CreateCommand(context.Background(), c, 0); err != nil {
 			t.Fatal(err)
 		}
 		f.api.Push(context.Background(), c) // as REST does; not subscribed yet: kept
