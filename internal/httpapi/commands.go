@@ -100,9 +100,6 @@ func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.checkPending(ctx, thingID); err != nil {
-		return err
-	}
 	if c.Issuer == "" && p.kind == store.TokenUser {
 		c.Issuer = "user:" + p.subject
 	}
@@ -112,7 +109,11 @@ func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 	c.ThingID = thingID
 	c.State = store.CommandSending
 	c.CreatedAt, c.ModifiedAt = now, now
-	if err := h.store.CreateCommand(ctx, c); err != nil {
+	max := h.maxPending()
+	switch err := h.store.CreateCommand(ctx, c, max); {
+	case errors.Is(err, store.ErrTooManyPending):
+		return errTooManyPendingCommands.with("the thing has %d commands not yet delivered, the limit", max)
+	case err != nil:
 		return fmt.Errorf("store command: %w", err)
 	}
 	if h.cfg.Pusher != nil {

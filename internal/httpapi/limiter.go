@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -82,24 +80,16 @@ func (h *Handler) limitSucceed(key string) {
 	}
 }
 
-// checkPending refuses a new command for a thing that already has
-// MaxPendingCommands waiting, so that commands for a thing that never
-// connects cannot fill the store. Concurrent sends may pass the bound by a
-// few.
-func (h *Handler) checkPending(ctx context.Context, thingID string) error {
-	max := h.cfg.MaxPendingCommands
-	if max < 0 {
-		return nil
+// maxPending is the bound CreateCommand enforces on a thing's commands not
+// yet delivered (0: none), so that commands for a thing that never connects
+// cannot fill the store.
+func (h *Handler) maxPending() int {
+	switch max := h.cfg.MaxPendingCommands; {
+	case max < 0:
+		return 0
+	case max == 0:
+		return DefaultMaxPendingCommands
+	default:
+		return max
 	}
-	if max == 0 {
-		max = DefaultMaxPendingCommands
-	}
-	n, err := h.store.CountPending(ctx, thingID, max)
-	if err != nil {
-		return fmt.Errorf("count pending commands: %w", err)
-	}
-	if n >= max {
-		return errTooManyPendingCommands.with("thing has %d or more commands not yet delivered; the limit is %d", n, max)
-	}
-	return nil
 }

@@ -172,9 +172,9 @@ func (t timedStore) SaveOnboarding(ctx context.Context, o store.Onboarding) erro
 	return t.Store.SaveOnboarding(ctx, o)
 }
 
-func (t timedStore) CreateCommand(ctx context.Context, c store.Command) error {
+func (t timedStore) CreateCommand(ctx context.Context, c store.Command, maxPending int) error {
 	defer t.since("create_command", time.Now())
-	return t.Store.CreateCommand(ctx, c)
+	return t.Store.CreateCommand(ctx, c, maxPending)
 }
 
 func (t timedStore) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func BenchmarkCreateCommand(b *testing.B) {
 		if err := db.CreateCommand(ctx, store.Command{
 			ID: fmt.Sprint("c", i), AppID: "app1", ThingID: "th.1", State: store.CommandSending,
 			Issuer: "user:u1", Actions: actions, CreatedAt: now, ModifiedAt: now,
-		}); err != nil {
+		}, 0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -89,5 +90,37 @@ func BenchmarkToken(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// BenchmarkWriteStatesParallel replaces one alias of 100 things from 64
+// goroutines, as the state bench's uploads do: the writer batches them.
+func BenchmarkWriteStatesParallel(b *testing.B) {
+	db := benchDB(b)
+	ctx := b.Context()
+	const things = 100
+	for i := range things {
+		id := fmt.Sprint("th.p", i)
+		if err := db.SaveOnboarding(ctx, store.Onboarding{
+			Thing:        store.Thing{ID: id, AppID: "app1", VendorThingID: id, PasswordHash: "p"},
+			NewThing:     true,
+			Installation: store.Installation{ID: "in" + id, AppID: "app1", ThingID: id, MQTTTopic: "t" + id, Username: "u" + id},
+			Token:        store.Token{Hash: "tok" + id, AppID: "app1", Kind: store.TokenThing, Subject: id},
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	b.SetParallelism(32) // 64 goroutines on 2 cores
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := next.Add(1)
+			w := store.StateWrite{ThingID: fmt.Sprint("th.p", n%things), Mode: store.StateReplace, At: time.Now(),
+				Aliases: map[string]json.RawMessage{"_": fmt.Appendf(nil, `{"power":true,"presetTemperature":%d,"seq":%d}`, n%30, n)}}
+			if err := db.WriteStates(ctx, w); err != nil {
+				b.Error(err)
+				return
+			}
+		}
 	})
 }

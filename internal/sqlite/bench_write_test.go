@@ -44,7 +44,7 @@ func BenchmarkCommandLifecycle(b *testing.B) {
 		i++
 		id := fmt.Sprint("c", i)
 		if err := db.CreateCommand(ctx, store.Command{ID: id, AppID: "app1", ThingID: "th.1", State: store.CommandSending,
-			Issuer: "user:u1", Actions: actions, CreatedAt: now, ModifiedAt: now}); err != nil {
+			Issuer: "user:u1", Actions: actions, CreatedAt: now, ModifiedAt: now}, 0); err != nil {
 			b.Fatal(err)
 		}
 		if ok, err := db.MarkDelivered(ctx, "th.1", id, now); err != nil || !ok {
@@ -84,7 +84,7 @@ func BenchmarkCommandLifecycleParallel(b *testing.B) {
 		for pb.Next() {
 			id := fmt.Sprint("c", next.Add(1))
 			if err := db.CreateCommand(ctx, store.Command{ID: id, AppID: "app1", ThingID: "th.1", State: store.CommandSending,
-				Issuer: "user:u1", Actions: actions, CreatedAt: now, ModifiedAt: now}); err != nil {
+				Issuer: "user:u1", Actions: actions, CreatedAt: now, ModifiedAt: now}, 0); err != nil {
 				b.Error(err)
 				return
 			}

@@ -30,10 +30,23 @@ func scanCommand(s scanner) (store.Command, int64, error) {
 }
 
 // CreateCommand stores a new command. It returns store.ErrConflict if the
-// command ID is taken and store.ErrNotFound if its thing does not exist. The
-// command is in the WAL when CreateCommand returns.
-func (db *DB) CreateCommand(ctx context.Context, c store.Command) error {
+// command ID is taken, store.ErrNotFound if its thing does not exist and
+// store.ErrTooManyPending if maxPending > 0 and the thing has that many
+// SENDING commands. The command is in the WAL when CreateCommand returns.
+func (db *DB) CreateCommand(ctx context.Context, c store.Command, maxPending int) error {
 	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// Counted on the writer's connection, in the same transaction as the
+		// insert: exact under concurrency, and without a read transaction of
+		// its own (which cost more than the count).
+		if maxPending > 0 {
+			var n int
+			if err := tx.StmtContext(ctx, db.ws.countPending).QueryRowContext(ctx, c.ThingID, maxPending).Scan(&n); err != nil {
+				return fmt.Errorf("create command %q: count pending: %w", c.ID, err)
+			}
+			if n >= maxPending {
+				return fmt.Errorf("create command %q: thing %q has %d or more: %w", c.ID, c.ThingID, n, store.ErrTooManyPending)
+			}
+		}
 		if _, err := tx.StmtContext(ctx, db.ws.createCommand).ExecContext(ctx, c.ID, c.AppID, c.ThingID, string(c.State), c.Issuer,
 			c.Schema, c.SchemaVersion, jsonArg(c.Actions), jsonArg(c.ActionResults), c.Title, c.Description,
 			jsonArg(c.Metadata), millis(c.CreatedAt), millis(c.ModifiedAt)); err != nil {
@@ -118,15 +131,6 @@ func (db *DB) PendingThings(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("things with pending commands: %w", err)
 	}
 	return ids, nil
-}
-
-// CountPending counts the thing's SENDING commands, up to limit.
-func (db *DB) CountPending(ctx context.Context, thingID string, limit int) (int, error) {
-	var n int
-	if err := db.rs.countPending.QueryRowContext(ctx, thingID, limit).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count pending commands of %q: %w", thingID, err)
-	}
-	return n, nil
 }
 
 // MarkDelivered moves a command from SENDING to DELIVERED and reports

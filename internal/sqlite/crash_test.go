@@ -71,7 +71,7 @@ func crashChild(t *testing.T, path string) {
 	for i := 0; ; i++ {
 		id := fmt.Sprint("c", i)
 		must(t, db.CreateCommand(ctx, store.Command{ID: id, AppID: "app1", ThingID: "th.1",
-			State: store.CommandSending, CreatedAt: time.Now()}))
+			State: store.CommandSending, CreatedAt: time.Now()}, 0))
 		fmt.Printf("acked %s\n", id)
 	}
 }

@@ -36,7 +36,15 @@ func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) error {
 	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		switch w.Mode {
 		case store.StateReplace:
-			if _, err = tx.StmtContext(ctx, db.ws.deleteStates).ExecContext(ctx, w.ThingID); err != nil {
+			if len(bodies) == 1 { // the common case, without json_each
+				for alias := range bodies {
+					_, err = tx.StmtContext(ctx, db.ws.deleteOtherStates).ExecContext(ctx, w.ThingID, alias)
+				}
+			} else {
+				keep, _ := json.Marshal(slices.Collect(maps.Keys(bodies))) // strings: cannot fail
+				_, err = tx.StmtContext(ctx, db.ws.deleteStates).ExecContext(ctx, w.ThingID, string(keep))
+			}
+			if err != nil {
 				return fmt.Errorf("write states of %q: %w", w.ThingID, err)
 			}
 		case store.StateMerge:

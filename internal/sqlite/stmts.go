@@ -27,10 +27,12 @@ type writeStmts struct {
 	deleteInstallation *sql.Stmt
 	putToken           *sql.Stmt
 	deleteToken        *sql.Stmt
+	countPending       *sql.Stmt
 	createCommand      *sql.Stmt
 	markDelivered      *sql.Stmt
 	setActionResults   *sql.Stmt
 	deleteStates       *sql.Stmt
+	deleteOtherStates  *sql.Stmt
 	stateBody          *sql.Stmt
 	upsertState        *sql.Stmt
 	insertHistory      *sql.Stmt
@@ -49,7 +51,6 @@ type readStmts struct {
 	command                *sql.Stmt
 	commandsFrom           *sql.Stmt
 	pendingCommands        *sql.Stmt
-	countPending           *sql.Stmt
 	states                 *sql.Stmt
 	// enabledTriggers serves the lookup every state upload makes.
 	enabledTriggers *sql.Stmt
@@ -74,6 +75,7 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.ws.deleteInstallation, `DELETE FROM installations WHERE id = ?`},
 		{&db.ws.putToken, `INSERT INTO tokens (` + tokenCols + `) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&db.ws.deleteToken, `DELETE FROM tokens WHERE hash = ?`},
+		{&db.ws.countPending, `SELECT COUNT(*) FROM (SELECT 1 FROM commands WHERE thing_id = ? AND state = 'SENDING' LIMIT ?)`},
 		{&db.ws.createCommand, `INSERT INTO commands (id, app_id, thing_id, state, issuer, schema_name, schema_version,
 			actions, action_results, title, description, metadata, created_at, modified_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -81,7 +83,11 @@ func (db *DB) prepare(ctx context.Context) error {
 			WHERE thing_id = ? AND id = ? AND state = 'SENDING'`},
 		{&db.ws.setActionResults, `UPDATE commands SET action_results = ?, state = ?, modified_at = ?
 			WHERE thing_id = ? AND id = ? RETURNING ` + commandCols},
-		{&db.ws.deleteStates, `DELETE FROM states WHERE thing_id = ?`},
+		// A replacing upload removes the aliases it does not name (a JSON
+		// array) and overwrites the others in place: deleting them all and
+		// inserting them again would be twice the B-tree work.
+		{&db.ws.deleteStates, `DELETE FROM states WHERE thing_id = ? AND alias NOT IN (SELECT value FROM json_each(?))`},
+		{&db.ws.deleteOtherStates, `DELETE FROM states WHERE thing_id = ? AND alias <> ?`},
 		{&db.ws.stateBody, `SELECT body FROM states WHERE thing_id = ? AND alias = ?`},
 		{&db.ws.upsertState, `INSERT INTO states (` + stateCols + `) VALUES (?, ?, ?, ?)
 			ON CONFLICT (thing_id, alias) DO UPDATE SET body = excluded.body, modified_at = excluded.modified_at`},
@@ -106,7 +112,6 @@ func (db *DB) prepare(ctx context.Context) error {
 			ORDER BY seq DESC LIMIT ?`},
 		{&db.rs.pendingCommands, `SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND state = 'SENDING'
 			ORDER BY seq`},
-		{&db.rs.countPending, `SELECT COUNT(*) FROM (SELECT 1 FROM commands WHERE thing_id = ? AND state = 'SENDING' LIMIT ?)`},
 		{&db.rs.states, `SELECT ` + stateCols + ` FROM states WHERE thing_id = ? ORDER BY alias`},
 		{&db.rs.enabledTriggers, `SELECT ` + triggerCols + ` FROM triggers WHERE event_source = ? AND disabled = 0
 			AND thing_id = ? ORDER BY seq`},
@@ -130,13 +135,13 @@ func (db *DB) prepare(ctx context.Context) error {
 
 func (s *writeStmts) close() error {
 	return closeStmts(s.putApp, s.insertThing, s.updateThing, s.putInstallation, s.deleteInstallation,
-		s.putToken, s.deleteToken, s.createCommand, s.markDelivered, s.setActionResults,
-		s.deleteStates, s.stateBody, s.upsertState, s.insertHistory)
+		s.putToken, s.deleteToken, s.countPending, s.createCommand, s.markDelivered, s.setActionResults,
+		s.deleteStates, s.deleteOtherStates, s.stateBody, s.upsertState, s.insertHistory)
 }
 
 func (s *readStmts) close() error {
 	return closeStmts(s.app, s.apps, s.thing, s.thingByVendorID, s.installation, s.installationByUsername,
-		s.installations, s.token, s.command, s.commandsFrom, s.pendingCommands, s.countPending, s.states)
+		s.installations, s.token, s.command, s.commandsFrom, s.pendingCommands, s.states)
 }
 
 func closeStmts(stmts ...*sql.Stmt) error {

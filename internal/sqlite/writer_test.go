@@ -54,7 +54,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 	defer db.Close()
 	seedThing(t, db)
 	ctx := t.Context()
-	must(t, db.CreateCommand(ctx, store.Command{ID: "taken", AppID: "app1", ThingID: "th.1", State: store.CommandSending}))
+	must(t, db.CreateCommand(ctx, store.Command{ID: "taken", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))
 
 	const n = 40
 	before := db.WriteStats()
@@ -70,7 +70,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 			case 2:
 				c.ThingID = "th.nope" // no such thing
 			}
-			errs[i] = db.CreateCommand(ctx, c)
+			errs[i] = db.CreateCommand(ctx, c, 0)
 		})
 	}
 	waitQueued(t, db, n)
@@ -169,7 +169,7 @@ func TestGroupCommitBrokenTransaction(t *testing.T) {
 	release := holdWriter(t, db)
 	results := make(chan error, 3)
 	go func() {
-		results <- db.CreateCommand(ctx, store.Command{ID: "before", AppID: "app1", ThingID: "th.1", State: store.CommandSending})
+		results <- db.CreateCommand(ctx, store.Command{ID: "before", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0)
 	}()
 	waitQueued(t, db, 1)
 	go func() {
@@ -180,7 +180,7 @@ func TestGroupCommitBrokenTransaction(t *testing.T) {
 	}()
 	waitQueued(t, db, 2)
 	go func() {
-		results <- db.CreateCommand(ctx, store.Command{ID: "after", AppID: "app1", ThingID: "th.1", State: store.CommandSending})
+		results <- db.CreateCommand(ctx, store.Command{ID: "after", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0)
 	}()
 	waitQueued(t, db, 3)
 	release()
@@ -195,7 +195,7 @@ func TestGroupCommitBrokenTransaction(t *testing.T) {
 		}
 	}
 	// The writer goes on with the next write.
-	must(t, db.CreateCommand(ctx, store.Command{ID: "next", AppID: "app1", ThingID: "th.1", State: store.CommandSending}))
+	must(t, db.CreateCommand(ctx, store.Command{ID: "next", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))
 }
 
 // TestGroupCommitCanceledWhileQueued: a write whose context ends while it
@@ -208,7 +208,7 @@ func TestGroupCommitCanceledWhileQueued(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- db.CreateCommand(ctx, store.Command{ID: "gone", AppID: "app1", ThingID: "th.1", State: store.CommandSending})
+		done <- db.CreateCommand(ctx, store.Command{ID: "gone", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0)
 	}()
 	waitQueued(t, db, 1)
 	cancel()
@@ -231,7 +231,7 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	release := holdWriter(t, db)
 	done := make(chan error, 1)
 	go func() {
-		done <- db.CreateCommand(ctx, store.Command{ID: "queued", AppID: "app1", ThingID: "th.1", State: store.CommandSending})
+		done <- db.CreateCommand(ctx, store.Command{ID: "queued", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0)
 	}()
 	waitQueued(t, db, 1)
 	closed := make(chan error, 1)
@@ -254,7 +254,7 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := db.CreateCommand(ctx, store.Command{ID: "late", AppID: "app1", ThingID: "th.1"}); !errors.Is(err, errClosed) {
+	if err := db.CreateCommand(ctx, store.Command{ID: "late", AppID: "app1", ThingID: "th.1"}, 0); !errors.Is(err, errClosed) {
 		t.Fatalf("write after Close: err=%v, want errClosed", err)
 	}
 	db = openTest(t, path)
@@ -272,7 +272,7 @@ func TestCheckpointsOffTheWriter(t *testing.T) {
 	seedThing(t, db)
 	ctx := t.Context()
 	for i := range 200 {
-		must(t, db.CreateCommand(ctx, store.Command{ID: fmt.Sprint("c", i), AppID: "app1", ThingID: "th.1", State: store.CommandSending}))
+		must(t, db.CreateCommand(ctx, store.Command{ID: fmt.Sprint("c", i), AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))
 	}
 	for deadline := time.Now().Add(10 * time.Second); db.WriteStats().Checkpoints == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -287,8 +287,8 @@ func TestCheckpointsOffTheWriter(t *testing.T) {
 	if frames != copied {
 		t.Fatalf("WAL has %d frames, %d copied back", frames, copied)
 	}
-	n, err := db.CountPending(ctx, "th.1", 1000)
-	if err != nil || n != 200 {
-		t.Fatalf("CountPending = %d, %v; want 200", n, err)
+	pending, err := db.PendingCommands(ctx, "th.1")
+	if err != nil || len(pending) != 200 {
+		t.Fatalf("PendingCommands = %d commands, %v; want 200", len(pending), err)
 	}
 }

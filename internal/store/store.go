@@ -29,6 +29,9 @@ var (
 	// ErrInvalidPaginationKey is returned by a listing given a
 	// paginationKey it did not issue.
 	ErrInvalidPaginationKey = errors.New("invalid pagination key")
+	// ErrTooManyPending is returned by CreateCommand when the thing already
+	// has as many commands waiting to be delivered as the caller allows.
+	ErrTooManyPending = errors.New("too many pending commands")
 )
 
 // App is a thing-if application: the unit that owns things, and whose ID and
@@ -234,8 +237,12 @@ type Store interface {
 	// DeleteToken removes a token; deleting a missing one is not an error.
 	DeleteToken(ctx context.Context, hash string) error
 
-	// CreateCommand stores a new command durably before returning.
-	CreateCommand(ctx context.Context, c Command) error
+	// CreateCommand stores a new command durably before returning. When
+	// maxPending > 0 and the thing already has maxPending or more commands in
+	// state SENDING, it stores nothing and returns ErrTooManyPending: the
+	// count and the insert are one atomic step, so concurrent creates cannot
+	// pass the bound.
+	CreateCommand(ctx context.Context, c Command, maxPending int) error
 	// Command returns a command of the thing, or ErrNotFound.
 	Command(ctx context.Context, thingID, id string) (Command, error)
 	// Commands lists the commands of a thing, newest first, at most limit
@@ -248,9 +255,6 @@ type Store interface {
 	// PendingThings returns the IDs of the things that have commands in
 	// state SENDING.
 	PendingThings(ctx context.Context) ([]string, error)
-	// CountPending counts the thing's commands in state SENDING, up to
-	// limit: a result of limit means "limit or more".
-	CountPending(ctx context.Context, thingID string, limit int) (int, error)
 	// MarkDelivered moves a command from SENDING to DELIVERED and reports
 	// whether it did; a command in any other state is left alone.
 	MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error)

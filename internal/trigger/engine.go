@@ -350,7 +350,7 @@ func (e *Engine) sendCommand(ctx context.Context, tr store.Trigger, at time.Time
 	if len(c.Metadata) == 0 {
 		c.Metadata = nil
 	}
-	if err := e.store.CreateCommand(ctx, c); err != nil {
+	if err := e.store.CreateCommand(ctx, c, 0); err != nil {
 		return fmt.Errorf("store command: %w", err)
 	}
 	if e.cfg.Pusher != nil {

@@ -178,7 +178,7 @@ func testExpireCommands(t *testing.T, s store.Store) {
 	delivered.State = store.CommandDelivered
 	young := newCommand("th.1", "young", 10)
 	for _, c := range []store.Command{old, delivered, young} {
-		must(t, "CreateCommand", s.CreateCommand(ctx, c))
+		must(t, "CreateCommand", s.CreateCommand(ctx, c, 0))
 	}
 	n, err := s.ExpireCommands(ctx, at(5), at(20))
 	must(t, "ExpireCommands", err)

@@ -44,7 +44,7 @@ func testCommandRoundTrip(t *testing.T, s store.Store) {
 	done.State = store.CommandIncomplete
 
 	for _, c := range []store.Command{v1, v2, empties, zeroTimes, done} {
-		must(t, "CreateCommand "+c.ID, s.CreateCommand(ctx, c))
+		must(t, "CreateCommand "+c.ID, s.CreateCommand(ctx, c, 0))
 		got, err := s.Command(ctx, "th.1", c.ID)
 		must(t, "Command "+c.ID, err)
 		diff(t, "Command "+c.ID, got, c)
@@ -55,14 +55,14 @@ func testCommandNotFound(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	setup(t, s)
 	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
-	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1)))
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1), 0))
 
 	_, err := s.Command(ctx, "th.1", "nope")
 	wantErr(t, "Command missing", err, store.ErrNotFound)
 	_, err = s.Command(ctx, "th.2", "c1")
 	wantErr(t, "Command of other thing", err, store.ErrNotFound)
-	wantErr(t, "CreateCommand for unknown thing", s.CreateCommand(ctx, newCommand("th.nope", "c2", 1)), store.ErrNotFound)
-	wantErr(t, "CreateCommand with taken ID", s.CreateCommand(ctx, newCommand("th.1", "c1", 2)), store.ErrConflict)
+	wantErr(t, "CreateCommand for unknown thing", s.CreateCommand(ctx, newCommand("th.nope", "c2", 1), 0), store.ErrNotFound)
+	wantErr(t, "CreateCommand with taken ID", s.CreateCommand(ctx, newCommand("th.1", "c1", 2), 0), store.ErrConflict)
 	_, err = s.SetActionResults(ctx, "th.1", "nope", json.RawMessage(`[]`), store.CommandDone, at(5))
 	wantErr(t, "SetActionResults missing", err, store.ErrNotFound)
 	_, err = s.SetActionResults(ctx, "th.2", "c1", json.RawMessage(`[]`), store.CommandDone, at(5))
@@ -86,9 +86,9 @@ func testPendingCommands(t *testing.T, s store.Store) {
 		t.Fatalf("PendingCommands=%v, want none", pending)
 	}
 	for i := range 5 {
-		must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", fmt.Sprint("c", i), i)))
+		must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", fmt.Sprint("c", i), i), 0))
 	}
-	must(t, "CreateCommand th.2", s.CreateCommand(ctx, newCommand("th.2", "other", 0)))
+	must(t, "CreateCommand th.2", s.CreateCommand(ctx, newCommand("th.2", "other", 0), 0))
 	ok, err := s.MarkDelivered(ctx, "th.1", "c1", at(10))
 	if err != nil || !ok {
 		t.Fatalf("MarkDelivered(c1)=%v, %v; want true, nil", ok, err)
@@ -104,13 +104,22 @@ func testPendingCommands(t *testing.T, s store.Store) {
 	things, err := s.PendingThings(ctx)
 	must(t, "PendingThings", err)
 	diff(t, "PendingThings", things, []string{"th.1", "th.2"})
+	// The pending bound counts SENDING commands only, per thing.
 	for _, tt := range []struct {
-		thing       string
-		limit, want int
-	}{{"th.1", 10, 3}, {"th.1", 3, 3}, {"th.1", 2, 2}, {"th.2", 10, 1}, {"th.none", 10, 0}} {
-		n, err := s.CountPending(ctx, tt.thing, tt.limit)
-		if err != nil || n != tt.want {
-			t.Errorf("CountPending(%s, %d)=%d, %v; want %d", tt.thing, tt.limit, n, err, tt.want)
+		thing string
+		max   int
+		want  error
+	}{{"th.1", 4, nil}, {"th.1", 4, store.ErrTooManyPending}, {"th.1", 0, nil}, {"th.2", 2, nil}, {"th.2", 2, store.ErrTooManyPending}} {
+		id := fmt.Sprintf("bound-%s-%d", tt.thing, tt.max)
+		if tt.want != nil {
+			id += "-refused"
+		}
+		err := s.CreateCommand(ctx, newCommand(tt.thing, id, 20), tt.max)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("CreateCommand(%s, max %d) = %v; want %v", tt.thing, tt.max, err, tt.want)
+		}
+		if _, err := s.Command(ctx, tt.thing, id); (err == nil) != (tt.want == nil) {
+			t.Errorf("after CreateCommand(%s, max %d): Command = %v; stored iff accepted", tt.thing, tt.max, err)
 		}
 	}
 }
@@ -118,7 +127,7 @@ func testPendingCommands(t *testing.T, s store.Store) {
 func testMarkDelivered(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	setup(t, s)
-	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1)))
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1), 0))
 
 	ok, err := s.MarkDelivered(ctx, "th.1", "c1", at(5))
 	if err != nil || !ok {
@@ -139,7 +148,7 @@ func testMarkDelivered(t *testing.T, s store.Store) {
 	diff(t, "command after second MarkDelivered", got, want)
 
 	// A command that already has results stays DONE.
-	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c2", 2)))
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c2", 2), 0))
 	done, err := s.SetActionResults(ctx, "th.1", "c2", json.RawMessage(`[{"a":{"succeeded":true}}]`), store.CommandDone, at(7))
 	must(t, "SetActionResults", err)
 	ok, err = s.MarkDelivered(ctx, "th.1", "c2", at(8))
@@ -154,7 +163,7 @@ func testMarkDelivered(t *testing.T, s store.Store) {
 func testSetActionResults(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	setup(t, s)
-	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1)))
+	must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", "c1", 1), 0))
 	_, err := s.MarkDelivered(ctx, "th.1", "c1", at(2))
 	must(t, "MarkDelivered", err)
 
@@ -192,8 +201,8 @@ func testCommandsPagination(t *testing.T, s store.Store) {
 	var want []string // newest first
 	for i := range n {
 		id := fmt.Sprint("c", i)
-		must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", id, 0)))
-		must(t, "CreateCommand th.2", s.CreateCommand(ctx, newCommand("th.2", "other-"+id, 0)))
+		must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", id, 0), 0))
+		must(t, "CreateCommand th.2", s.CreateCommand(ctx, newCommand("th.2", "other-"+id, 0), 0))
 		want = append([]string{id}, want...)
 	}
 
@@ -229,7 +238,7 @@ func testCommandsPagination(t *testing.T, s store.Store) {
 	// the first page, not in the middle of the walk.
 	first, next, err := s.Commands(ctx, "th.1", "", 3)
 	must(t, "Commands first page", err)
-	must(t, "CreateCommand during walk", s.CreateCommand(ctx, newCommand("th.1", "late", 0)))
+	must(t, "CreateCommand during walk", s.CreateCommand(ctx, newCommand("th.1", "late", 0), 0))
 	got := ids(first)
 	for next != "" {
 		var page []store.Command

@@ -31,9 +31,9 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 		{"PutApp", s.PutApp(ctx, app)},
 		{"SaveOnboarding", s.SaveOnboarding(ctx, o)},
 		{"PutToken", s.PutToken(ctx, extraToken)},
-		{"CreateCommand c1", s.CreateCommand(ctx, c1)},
-		{"CreateCommand c2", s.CreateCommand(ctx, c2)},
-		{"CreateCommand c3", s.CreateCommand(ctx, c3)},
+		{"CreateCommand c1", s.CreateCommand(ctx, c1, 0)},
+		{"CreateCommand c2", s.CreateCommand(ctx, c2, 0)},
+		{"CreateCommand c3", s.CreateCommand(ctx, c3, 0)},
 		{"MarkDelivered c2", func() error { _, err := s.MarkDelivered(ctx, "th.1", "c2", at(4)); return err }()},
 		{"SetActionResults c3", func() error {
 			_, err := s.SetActionResults(ctx, "th.1", "c3", results, store.CommandDone, at(5))

@@ -134,7 +134,7 @@ func testConcurrentWrites(t *testing.T, s store.Store) {
 		wg.Go(func() {
 			for i := range each {
 				id := fmt.Sprintf("c-%d-%d", w, i)
-				if err := s.CreateCommand(ctx, newCommand("th.1", id, i)); err != nil {
+				if err := s.CreateCommand(ctx, newCommand("th.1", id, i), 0); err != nil {
 					errs <- fmt.Errorf("CreateCommand %s: %w", id, err)
 				}
 				if err := s.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateMerge, At: at(i),
