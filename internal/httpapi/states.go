@@ -48,11 +48,18 @@ func (h *Handler) writeStates(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	} else {
-		var obj map[string]json.RawMessage
-		if err := decodeObject(body, &obj, errInvalidInput); err != nil {
+		if err := checkObject(body, errInvalidInput); err != nil {
 			return err
 		}
-		aliases = map[string]json.RawMessage{store.V1Alias: compact(body)}
+		obj, err := compactValid(body)
+		if err != nil {
+			var m map[string]json.RawMessage // for the precise message
+			if derr := decodeObject(body, &m, errInvalidInput); derr != nil {
+				return derr
+			}
+			return errInvalidInput.with("invalid JSON: %v", err)
+		}
+		aliases = map[string]json.RawMessage{store.V1Alias: obj}
 	}
 	err = h.store.WriteStates(r.Context(), store.StateWrite{ThingID: thingID, Aliases: aliases, Mode: mode, At: h.cfg.Now()})
 	if err != nil {
