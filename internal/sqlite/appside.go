@@ -253,16 +253,14 @@ func (db *DB) EndNode(ctx context.Context, thingID string) (store.EndNode, error
 	return e, nil
 }
 
-// ExpireCommands moves old SENDING commands to EXPIRED.
+// ExpireCommands moves old SENDING commands to EXPIRED, a chunk at a time
+// (execChunks).
 func (db *DB) ExpireCommands(ctx context.Context, createdBefore, at time.Time) (int64, error) {
-	res, err := db.exec(ctx, `UPDATE commands SET state = ?, modified_at = ? WHERE state = 'SENDING' AND created_at < ?`,
+	n, err := db.execChunks(ctx, `UPDATE commands SET state = ?, modified_at = ? WHERE seq IN
+		(SELECT seq FROM commands WHERE state = 'SENDING' AND created_at < ? LIMIT ?)`,
 		string(store.CommandExpired), millis(at), createdBefore.UnixMilli())
 	if err != nil {
-		return 0, fmt.Errorf("expire commands: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("expire commands: %w", err)
+		return n, fmt.Errorf("expire commands: %w", err)
 	}
 	return n, nil
 }
@@ -299,15 +297,13 @@ func (db *DB) StateHistory(ctx context.Context, thingID, alias string, from, to 
 	return out, nil
 }
 
-// PruneStateHistory deletes the history older than before.
+// PruneStateHistory deletes the history older than before, a chunk at a
+// time (execChunks).
 func (db *DB) PruneStateHistory(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.exec(ctx, `DELETE FROM state_history WHERE at < ?`, before.UnixMilli())
+	n, err := db.execChunks(ctx, `DELETE FROM state_history WHERE seq IN
+		(SELECT seq FROM state_history WHERE at < ? LIMIT ?)`, before.UnixMilli())
 	if err != nil {
-		return 0, fmt.Errorf("prune state history: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("prune state history: %w", err)
+		return n, fmt.Errorf("prune state history: %w", err)
 	}
 	return n, nil
 }

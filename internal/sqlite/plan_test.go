@@ -8,7 +8,8 @@ import (
 
 // TestSendingQueriesUseIndexes: the queries on SENDING commands, which run
 // on every push, REST command and start, are served by the partial indexes
-// of migration 0003 and never scan the commands table.
+// of migration 0003 and never scan the commands table; the history prune
+// finds its chunks by time.
 func TestSendingQueriesUseIndexes(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "x.db"))
 	defer db.Close()
@@ -20,7 +21,9 @@ func TestSendingQueriesUseIndexes(t *testing.T) {
 		{`SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND state = 'SENDING' ORDER BY seq`, []any{"th"}, "commands_sending"},
 		{`SELECT COUNT(*) FROM (SELECT 1 FROM commands WHERE thing_id = ? AND state = 'SENDING' LIMIT ?)`, []any{"th", 5}, "commands_sending"},
 		{`SELECT DISTINCT thing_id FROM commands WHERE state = 'SENDING' ORDER BY thing_id`, nil, "commands_sending"},
-		{`UPDATE commands SET state = 'EXPIRED', modified_at = 0 WHERE state = 'SENDING' AND created_at < ?`, []any{int64(5)}, "commands_sending_created"},
+		{`UPDATE commands SET state = 'EXPIRED', modified_at = 0 WHERE seq IN
+			(SELECT seq FROM commands WHERE state = 'SENDING' AND created_at < ? LIMIT ?)`, []any{int64(5), 10}, "commands_sending_created"},
+		{`DELETE FROM state_history WHERE seq IN (SELECT seq FROM state_history WHERE at < ? LIMIT ?)`, []any{int64(5), 10}, "state_history_at"},
 	} {
 		rows, err := db.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
 		if err != nil {

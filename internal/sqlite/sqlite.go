@@ -136,6 +136,34 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return res, err
 }
 
+// housekeepingChunk bounds the rows one housekeeping write changes.
+const housekeepingChunk = 1000
+
+// execChunks runs a housekeeping statement whose last parameter is a LIMIT
+// on the rows it changes, as separate writes until one changes fewer than
+// housekeepingChunk rows, and returns the rows changed. A day of state
+// history is millions of rows: deleted in one write, it would hold the
+// writer, and every upload and command queued behind it, for seconds;
+// chunk by chunk, the writes queued meanwhile run between the chunks.
+func (db *DB) execChunks(ctx context.Context, query string, args ...any) (int64, error) {
+	args = append(args, housekeepingChunk)
+	var total int64
+	for {
+		res, err := db.exec(ctx, query, args...)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < housekeepingChunk {
+			return total, nil
+		}
+	}
+}
+
 // Open opens (creating if needed) the database at path with the default
 // configuration and applies any pending schema migrations.
 func Open(ctx context.Context, path string) (*DB, error) {

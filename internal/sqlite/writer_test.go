@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -290,5 +291,44 @@ func TestCheckpointsOffTheWriter(t *testing.T) {
 	pending, err := db.PendingCommands(ctx, "th.1")
 	if err != nil || len(pending) != 200 {
 		t.Fatalf("PendingCommands = %d commands, %v; want 200", len(pending), err)
+	}
+}
+
+// TestHousekeepingInChunks: pruning more history than one chunk deletes all
+// of it, in several writes, so that the writes queued meanwhile run
+// between them; expiry likewise.
+func TestHousekeepingInChunks(t *testing.T) {
+	ctx := t.Context()
+	db := openTest(t, filepath.Join(t.TempDir(), "x.db"))
+	defer db.Close()
+	seedThing(t, db)
+	const n = 2*housekeepingChunk + 500
+	old := time.UnixMilli(1000)
+	for i := range n {
+		at := old.Add(time.Duration(i) * time.Millisecond)
+		must(t, db.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateReplace, At: at,
+			Aliases: map[string]json.RawMessage{"_": json.RawMessage(`{"i":1}`)}}))
+		must(t, db.CreateCommand(ctx, store.Command{ID: fmt.Sprint("c", i), AppID: "app1", ThingID: "th.1",
+			State: store.CommandSending, CreatedAt: at, ModifiedAt: at}, 0))
+	}
+	cutoff := old.Add(time.Hour)
+	before := db.WriteStats().Transactions
+	pruned, err := db.PruneStateHistory(ctx, cutoff)
+	if err != nil || pruned != n {
+		t.Fatalf("PruneStateHistory = %d, %v; want %d", pruned, err, n)
+	}
+	if tx := db.WriteStats().Transactions - before; tx < 3 {
+		t.Errorf("pruned %d rows in %d transactions; want chunks of %d", n, tx, housekeepingChunk)
+	}
+	before = db.WriteStats().Transactions
+	expired, err := db.ExpireCommands(ctx, cutoff, cutoff)
+	if err != nil || expired != n {
+		t.Fatalf("ExpireCommands = %d, %v; want %d", expired, err, n)
+	}
+	if tx := db.WriteStats().Transactions - before; tx < 3 {
+		t.Errorf("expired %d commands in %d transactions; want chunks of %d", n, tx, housekeepingChunk)
+	}
+	if pending, err := db.PendingCommands(ctx, "th.1"); err != nil || len(pending) != 0 {
+		t.Errorf("after expiry: %d pending, %v", len(pending), err)
 	}
 }
