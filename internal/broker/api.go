@@ -711,7 +711,9 @@ func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	if err != nil {
 		return pk, packets.ErrRejectPacket
 	}
-	serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.APIBroker, AppID: s.appID, ThingID: s.thingID})
+	if serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.APIBroker, AppID: s.appID, ThingID: s.thingID}) {
+		return pk, packets.ErrRejectPacket // acknowledged with the answer
+	}
 	return pk, packets.CodeSuccessIgnore
 }
 

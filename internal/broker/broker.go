@@ -164,8 +164,11 @@ func prepareSession(cl *mqtt.Client) {
 
 // serveRequest runs one request PUBLISH through the handler and writes the
 // answer to the client that sent it, on the request topic, at QoS 0. MQTT 5
-// correlation data is echoed.
-func serveRequest(c *Config, cl *mqtt.Client, pk packets.Packet, t codec.Topic, caller httpapi.Caller) {
+// correlation data is echoed. A QoS 1 request's PUBACK is written here too,
+// in one write with the answer, and serveRequest reports true: the caller
+// then keeps mochi from acknowledging it again (ErrRejectPacket). QoS 2
+// requests are left to mochi's flow.
+func serveRequest(c *Config, cl *mqtt.Client, pk packets.Packet, t codec.Topic, caller httpapi.Caller) (acked bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.HandlerTimeout)
 	defer cancel()
 	ctx = httpapi.WithCaller(ctx, caller)
@@ -186,9 +189,25 @@ func serveRequest(c *Config, cl *mqtt.Client, pk packets.Packet, t codec.Topic, 
 	if cl.Properties.ProtocolVersion == 5 && len(pk.Properties.CorrelationData) > 0 {
 		out.Properties.CorrelationData = pk.Properties.CorrelationData
 	}
-	if err := cl.WritePacket(out); err != nil {
+	conn, _ := cl.Net.Conn.(*writeDeadlineConn)
+	if pk.FixedHeader.Qos != 1 || conn == nil {
+		if err := cl.WritePacket(out); err != nil {
+			c.Logger.Debug("write answer", "client", cl.ID, "topic", pk.TopicName, "error", err)
+		}
+		return false
+	}
+	conn.cork()
+	err = cl.WritePacket(out)
+	if err == nil {
+		err = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+	}
+	if uerr := conn.uncork(); err == nil {
+		err = uerr
+	}
+	if err != nil {
 		c.Logger.Debug("write answer", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	}
+	return true
 }
 
 // minLevel drops records below a level.

@@ -62,25 +62,66 @@ func (a *addrCounter) open(ip string) int {
 	return a.n[ip]
 }
 
-// writeDeadlineConn gives every write a deadline and closes the connection
-// when one fails, so that a client that stops reading is dropped instead of
-// blocking the writer (the push loop, or mochi's write loop) for good.
-// mochi's own deadlines (keep-alive) cover reads; it sets the write deadline
-// only together with the read deadline, and a keep-alive of 0 means none.
+// writeDeadlineConn is the connection mochi gets. It gives every write a
+// deadline (if timeout > 0) and closes the connection when one fails, so
+// that a client that stops reading is dropped instead of blocking the
+// writer (the push loop, or mochi's write loop) for good. mochi's own
+// deadlines (keep-alive) cover reads; it sets the write deadline only
+// together with the read deadline, and a keep-alive of 0 means none.
+//
+// It can also hold writes back (cork) and send them as one (uncork): a
+// request's answer and its PUBACK then leave in one segment, one syscall
+// here and one wakeup of the thing.
 type writeDeadlineConn struct {
 	net.Conn
 	timeout time.Duration
+
+	mu     sync.Mutex // writes come from several goroutines
+	corked bool
+	held   []byte
 }
 
 func (c *writeDeadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.corked {
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	return c.write(p)
+}
+
+func (c *writeDeadlineConn) write(p []byte) (int, error) {
+	if c.timeout > 0 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Write(p)
 	if err != nil {
 		c.Conn.Close()
 	}
 	return n, err
+}
+
+// cork holds the writes that follow until uncork.
+func (c *writeDeadlineConn) cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork writes what cork held back, in one write.
+func (c *writeDeadlineConn) uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if len(c.held) == 0 {
+		return nil
+	}
+	_, err := c.write(c.held)
+	c.held = nil // an idle connection keeps no buffer
+	return err
 }
 
 // SetWriteDeadline on a WebSocket connection goes to gorilla's connection:

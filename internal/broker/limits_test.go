@@ -1,12 +1,16 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +146,99 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 		t.Fatalf("%d of %d commands pending, want some delivered and the rest pending", len(pending), n)
 	}
 	t.Logf("%d of %d commands written before the disconnect", n-len(pending), n)
+}
+
+// countingConn records every write that reaches the connection.
+type countingConn struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes = append(c.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// TestCorkHoldsWrites: between cork and uncork nothing reaches the
+// connection, and uncork sends what was held in one write.
+func TestCorkHoldsWrites(t *testing.T) {
+	under := &countingConn{}
+	c := &writeDeadlineConn{Conn: under}
+	c.cork()
+	for _, p := range []string{"answer", "puback"} {
+		if n, err := c.Write([]byte(p)); n != len(p) || err != nil {
+			t.Fatalf("held write = %d, %v", n, err)
+		}
+	}
+	if len(under.writes) != 0 {
+		t.Fatalf("%d writes reached the connection while corked", len(under.writes))
+	}
+	if err := c.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if len(under.writes) != 1 || string(under.writes[0]) != "answerpuback" {
+		t.Fatalf("uncork wrote %q, want one write of both", under.writes)
+	}
+	if _, err := c.Write([]byte("next")); err != nil || len(under.writes) != 2 {
+		t.Fatalf("a write after uncork is not sent at once: %q, %v", under.writes, err)
+	}
+}
+
+// TestQoS1RequestAnsweredThenAckedOnce: a QoS 1 request gets its answer and
+// then one PUBACK — serveRequest writes both (in one write), and mochi,
+// told the packet is handled, must not acknowledge it a second time.
+func TestQoS1RequestAnsweredThenAckedOnce(t *testing.T) {
+	f := newFixture(t, Config{})
+	conn, code := rawConnect(t, f.tcp.Addr().String(), f.inst.MQTTTopic, f.inst.Username, f.password)
+	if code != 0 {
+		t.Fatalf("CONNACK %d", code)
+	}
+	topic := "p/" + f.inst.MQTTTopic + "/thing-if/apps/app/targets/thing:th.1/states"
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+		TopicName: topic, PacketID: 7, Payload: []byte("PUT\r\n\r\n{}")}
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	_ = conn.SetReadDeadline(time.Now().Add(waitFor))
+	r := bufio.NewReader(conn)
+	for len(got) < 3 {
+		var fh packets.FixedHeader
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(r, b); err != nil {
+			if len(got) == 2 && errors.Is(err, os.ErrDeadlineExceeded) {
+				break // nothing after the PUBACK: as it should be
+			}
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if err := fh.Decode(b[0]); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := packets.DecodeLength(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			t.Fatal(err)
+		}
+		switch fh.Type {
+		case packets.Publish:
+			got = append(got, "PUBLISH")
+		case packets.Puback:
+			got = append(got, fmt.Sprintf("PUBACK %d", int(body[0])<<8|int(body[1])))
+		default:
+			got = append(got, fmt.Sprint("type ", fh.Type))
+		}
+		if len(got) == 2 { // wait a little for a second PUBACK
+			_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		}
+	}
+	if want := []string{"PUBLISH", "PUBACK 7"}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
 }

@@ -143,9 +143,7 @@ func (l *Listener) handle(c net.Conn, establish listeners.EstablishFn) {
 		return
 	}
 	defer l.perAddr.release(key)
-	if l.writeTimeout > 0 {
-		c = &writeDeadlineConn{Conn: c, timeout: l.writeTimeout}
-	}
+	c = &writeDeadlineConn{Conn: c, timeout: l.writeTimeout}
 	_ = c.SetDeadline(time.Now().Add(l.connectTimeout))
 	err := establish(l.ID(), c)
 	if err != nil && !errors.Is(err, io.EOF) {

@@ -230,7 +230,9 @@ func (h *onboardingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.
 	if err != nil {
 		return pk, packets.ErrRejectPacket // cannot happen after the ACL check
 	}
-	serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.OnboardingBroker, AppID: s.appID})
+	if serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.OnboardingBroker, AppID: s.appID}) {
+		return pk, packets.ErrRejectPacket // acknowledged with the answer
+	}
 	return pk, packets.CodeSuccessIgnore
 }
 
