@@ -135,10 +135,11 @@ func (db *DB) PendingThings(ctx context.Context) ([]string, error) {
 
 // MarkDelivered moves a command from SENDING to DELIVERED and reports
 // whether it did. It returns store.ErrNotFound if the thing has no such
-// command.
+// command. The mark is a lazy write (writer.writeLazy): under load it
+// commits with the next command's insert instead of alone.
 func (db *DB) MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error) {
 	var marked bool
-	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.wr.writeLazy(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, db.ws.markDelivered).ExecContext(ctx, millis(at), thingID, id)
 		if err != nil {
 			return err

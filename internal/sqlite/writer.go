@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Group commit.
@@ -43,6 +44,7 @@ type writeOp struct {
 	ctx  context.Context
 	fn   writeFunc
 	err  error
+	lazy bool
 	done chan struct{}
 }
 
@@ -60,7 +62,20 @@ type writer struct {
 	committed func()
 	// txs counts the transactions run, writes the writes in them.
 	txs, writes atomic.Uint64
+
+	// lazyWait bounds how long a batch of lazy writes waits for an eager
+	// one (writeLazy); lastEager is when the last batch with an eager write
+	// committed. Both are the run goroutine's.
+	lazyWait    time.Duration
+	lastEager   time.Time
+	lingerTimer *time.Timer
+	// lingering, if set (tests), is called when a batch starts to wait.
+	lingering func()
 }
+
+// defaultLazyWait is the writer's lazyWait: a fraction of a command's
+// REST round trip, and under load about the time to the next eager write.
+const defaultLazyWait = time.Millisecond
 
 // WriteStats are the writer's counters since Open.
 type WriteStats struct {
@@ -93,6 +108,9 @@ func newWriter(ctx context.Context, w *sql.DB, committed func()) (*writer, error
 		}
 		*s.dst = stmt
 	}
+	wr.lazyWait = defaultLazyWait
+	wr.lingerTimer = time.NewTimer(time.Hour)
+	wr.lingerTimer.Stop()
 	go wr.run()
 	return wr, nil
 }
@@ -121,12 +139,23 @@ func (wr *writer) stop() {
 // A write whose ctx is done before it runs is not run; once it runs it is
 // not interrupted (an interrupted statement would roll back the whole
 // shared transaction), so ctx's deadline bounds the wait in the queue only.
-func (wr *writer) write(ctx context.Context, fn writeFunc) error {
+func (wr *writer) write(ctx context.Context, fn writeFunc) error { return wr.queue(ctx, fn, false) }
+
+// writeLazy is write for bookkeeping that may wait for company: when the
+// writer just committed an eager (plain) write, a batch of lazy writes only
+// waits up to lazyWait for the next eager write and commits with it. Under
+// load that saves a commit per command (its DELIVERED mark rides on the next
+// command's insert); a lone lazy write waits at most lazyWait, and a caller
+// making lazy writes one after another waits once. The write is committed
+// when writeLazy returns, as with write.
+func (wr *writer) writeLazy(ctx context.Context, fn writeFunc) error { return wr.queue(ctx, fn, true) }
+
+func (wr *writer) queue(ctx context.Context, fn writeFunc, lazy bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	op := opPool.Get().(*writeOp)
-	op.ctx, op.fn, op.err = ctx, fn, nil
+	op.ctx, op.fn, op.err, op.lazy = ctx, fn, nil, lazy
 	select {
 	case wr.ops <- op:
 	case <-wr.quit:
@@ -173,18 +202,55 @@ func (wr *writer) run() {
 			}
 		}
 		batch = append(batch[:0], first)
+		eager := !first.lazy
 	fill:
 		for len(batch) < maxBatch {
 			select {
 			case op := <-wr.ops:
 				batch = append(batch, op)
+				eager = eager || !op.lazy
 			default:
 				break fill
 			}
 		}
+		// A batch of lazy writes only, right after a batch with an eager
+		// one, waits a little for the next eager write to commit with.
+		// After a lazy-only batch it does not: a caller that makes lazy
+		// writes one after the other waits at most once.
+		if !eager && time.Since(wr.lastEager) < wr.lazyWait {
+			eager = wr.linger(&batch)
+		}
 		wr.commit(batch)
+		if eager {
+			wr.lastEager = time.Now()
+		}
 		clear(batch)
 	}
+}
+
+// linger adds writes to a batch of lazy writes until an eager one comes,
+// the batch is full, lazyWait has passed or the writer stops, and reports
+// whether an eager write came.
+func (wr *writer) linger(batch *[]*writeOp) bool {
+	if wr.lingering != nil {
+		wr.lingering()
+	}
+	wr.lingerTimer.Reset(wr.lazyWait)
+	defer wr.lingerTimer.Stop()
+	for len(*batch) < maxBatch {
+		select {
+		case op := <-wr.ops:
+			*batch = append(*batch, op)
+			if !op.lazy {
+				return true
+			}
+		case <-wr.lingerTimer.C:
+			return false
+		case <-wr.quit:
+			return false
+		}
+	}
+	return false
 }
 
 // commit runs batch in one transaction and reports each write's outcome.

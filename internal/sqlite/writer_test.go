@@ -332,3 +332,60 @@ func TestHousekeepingInChunks(t *testing.T) {
 		t.Errorf("after expiry: %d pending, %v", len(pending), err)
 	}
 }
+
+// TestLazyWriteJoinsEagerWrite: a lazy write made just after an eager
+// write has committed waits for the next eager write and commits in its
+// transaction.
+func TestLazyWriteJoinsEagerWrite(t *testing.T) {
+	ctx := t.Context()
+	db := openTest(t, filepath.Join(t.TempDir(), "x.db"))
+	defer db.Close()
+	seedThing(t, db)
+	lingering := make(chan struct{}, 1)
+	db.wr.lazyWait = time.Minute // only the eager write can end the wait
+	db.wr.lingering = func() { lingering <- struct{}{} }
+	must(t, db.CreateCommand(ctx, store.Command{ID: "c1", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))
+	before := db.WriteStats()
+	marked := make(chan error, 1)
+	go func() {
+		_, err := db.MarkDelivered(ctx, "th.1", "c1", time.Now())
+		marked <- err
+	}()
+	select {
+	case <-lingering:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lazy write did not wait for company")
+	}
+	must(t, db.CreateCommand(ctx, store.Command{ID: "c2", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))
+	must(t, <-marked)
+	after := db.WriteStats()
+	if tx, w := after.Transactions-before.Transactions, after.Writes-before.Writes; tx != 1 || w != 2 {
+		t.Fatalf("%d writes in %d transactions; want the lazy mark and the insert in one", w, tx)
+	}
+	if c, err := db.Command(ctx, "th.1", "c1"); err != nil || c.State != store.CommandDelivered {
+		t.Fatalf("c1: %v, %v; want DELIVERED", c.State, err)
+	}
+}
+
+// TestLazyWritesAloneDoNotWait: lazy writes with no eager write just
+// before them commit at once, each in its own transaction: a caller making
+// them one after another (DELIVERED marks of a QoS 0 backlog) is not held.
+func TestLazyWritesAloneDoNotWait(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "x.db")
+	db := openTest(t, path)
+	seedThing(t, db)
+	for i := range 3 {
+		must(t, db.CreateCommand(ctx, store.Command{ID: fmt.Sprint("c", i), AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))
+	}
+	db.Close()
+	db = openTest(t, path) // a writer that has made no eager write yet
+	defer db.Close()
+	db.wr.lazyWait = time.Minute // a wait would hold the test for minutes
+	db.wr.lingering = func() { t.Error("a lazy write waited with no eager write before it") }
+	for i := range 3 {
+		if ok, err := db.MarkDelivered(ctx, "th.1", fmt.Sprint("c", i), time.Now()); err != nil || !ok {
+			t.Fatalf("MarkDelivered c%d = %v, %v", i, ok, err)
+		}
+	}
+}
