@@ -139,3 +139,38 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestPace: events come in order, each at or after the time it was due
+// (never early: a latency counted from due would be short), spaced by the
+// rate; closing stop ends the run.
+func TestPace(t *testing.T) {
+	const rate, n = 2000.0, 200
+	var got []time.Time
+	pace(nil, rate, n, func(i int, due time.Time) {
+		if now := time.Now(); now.Before(due) {
+			t.Errorf("event %d fired %v before it was due", i, due.Sub(now))
+		}
+		if i != len(got) {
+			t.Fatalf("event %d after %d events", i, len(got))
+		}
+		got = append(got, due)
+	})
+	if len(got) != n {
+		t.Fatalf("%d events, want %d", len(got), n)
+	}
+	for i := 1; i < n; i++ {
+		if d := got[i].Sub(got[i-1]); d != time.Duration(float64(time.Second)/rate) {
+			t.Fatalf("events %d and %d due %v apart", i-1, i, d)
+		}
+	}
+	stop := make(chan struct{})
+	fired := 0
+	pace(stop, 1000, 1000000, func(int, time.Time) {
+		if fired++; fired == 5 {
+			close(stop)
+		}
+	})
+	if fired != 5 {
+		t.Fatalf("%d events after stop closed at the 5th", fired)
+	}
+}

@@ -160,26 +160,34 @@ func (p *progress) end() {
 	p.wg.Wait()
 }
 
-// pacer releases events at a fixed rate, open loop: when the caller falls
+// pace releases events at a fixed rate, open loop: when the caller falls
 // behind, the due events come at once rather than being skipped. Each event
 // carries the time it was due, so latencies count from there (no
-// coordinated omission).
+// coordinated omission). It sleeps until each event is due rather than
+// polling on a coarse tick: a 1 ms tick released events 0.5 ms late on
+// average, which every latency then carried (mosquitto's pubsub p50 read
+// 0.8 ms instead of 0.3).
 func pace(stop <-chan struct{}, rate float64, n int, fire func(i int, due time.Time)) {
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
-	t := time.NewTicker(time.Millisecond)
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	i := 0
-	for i < n {
-		now := time.Now()
-		due := int(now.Sub(start)/interval) + 1
-		for ; i < n && i < due; i++ {
-			fire(i, start.Add(time.Duration(i)*interval))
+	for i := 0; i < n; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(due); wait > 0 {
+			t.Reset(wait)
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		} else {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 		}
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
+		fire(i, due)
 	}
 }
