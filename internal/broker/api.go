@@ -473,9 +473,13 @@ func (b *API) targets(thingID string) ([]target, uint64) {
 	return ts, b.syncEpoch
 }
 
-// pushOnce is one round of a thing's push loop: it marks the acknowledged
-// pushes DELIVERED, then writes either every SENDING command (scan) or the
-// commands handed over (fresh).
+// pushOnce is one round of a thing's push loop: it writes either every
+// SENDING command (scan) or the commands handed over (fresh), then marks
+// those written at QoS 0 and the acknowledged pushes DELIVERED. Writing first keeps a new command from
+// waiting on the marks, which are lazy store writes (they may wait for
+// another write to commit with). An acknowledged push stays in its
+// session's table until it is marked, so a scan meanwhile does not write
+// it again.
 func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
 	ts, epoch := b.targets(thingID)
 	if len(ts) == 0 {
@@ -483,12 +487,34 @@ func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
 	defer cancel()
-	complete := true // every command written awaits a PUBACK or is DELIVERED
+	// complete: every command written awaits a PUBACK or is DELIVERED.
+	complete, written, ok := b.writeCommands(ctx, thingID, ts, scan, fresh)
 	for _, t := range ts {
-		for _, c := range t.s.takeAcked() {
-			complete = b.markDelivered(ctx, c) && complete
-		}
+		written = append(written, t.s.takeAcked()...)
 	}
+	for _, c := range written {
+		complete = b.markDelivered(ctx, c) && complete
+	}
+	if !ok {
+		return // unsynced already
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case !complete:
+		b.unsyncLocked(thingID)
+	case scan && b.syncEpoch == epoch && len(b.live[thingID]) > 0:
+		b.synced[thingID] = struct{}{}
+	}
+}
+
+// writeCommands writes the round's commands to the thing's connections. It
+// returns the commands written at QoS 0 (delivered: the caller marks them),
+// reports whether every other command written awaits a PUBACK (complete),
+// and ok = false when the round ended early, the thing unsynced (a failed
+// scan, or no connection left).
+func (b *API) writeCommands(ctx context.Context, thingID string, ts []target, scan bool, fresh []store.Command) (complete bool, delivered []store.Command, ok bool) {
+	complete = true
 	var cmds []store.Command
 	switch {
 	case scan:
@@ -496,7 +522,7 @@ func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
 		if cmds, err = b.cfg.Store.PendingCommands(ctx, thingID); err != nil {
 			b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
 			b.unsync(thingID)
-			return
+			return false, nil, false
 		}
 		b.scanned(thingID, len(cmds))
 	case len(fresh) > 0:
@@ -510,7 +536,7 @@ func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
 			complete = false
 			continue
 		}
-		reached, delivered := false, false
+		reached, atQoS0 := false, false
 		for _, t := range ts {
 			if t.s.awaiting(c.ID) {
 				reached = true // written before; its PUBACK decides
@@ -523,7 +549,7 @@ func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
 				continue
 			}
 			reached = true
-			delivered = delivered || qos == 0
+			atQoS0 = atQoS0 || qos == 0
 		}
 		if !reached {
 			// The connections are gone; the next SUBSCRIBE pushes again.
@@ -531,24 +557,17 @@ func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
 			if scan {
 				b.rememberScanned(thingID, pushed)
 			}
-			return
+			return false, delivered, false
 		}
 		pushed = append(pushed, c.ID)
-		if delivered {
-			complete = b.markDelivered(ctx, c) && complete
+		if atQoS0 {
+			delivered = append(delivered, c)
 		}
 	}
 	if scan {
 		b.rememberScanned(thingID, pushed)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case !complete:
-		b.unsyncLocked(thingID)
-	case scan && b.syncEpoch == epoch && len(b.live[thingID]) > 0:
-		b.synced[thingID] = struct{}{}
-	}
+	return complete, delivered, true
 }
 
 // markDelivered moves a command to DELIVERED and reports whether the store

@@ -320,6 +320,18 @@ func (f *fixture) state(t *testing.T, id string) store.CommandState {
 	return c.State
 }
 
+// awaitState waits for a command to reach a state.
+func (f *fixture) awaitState(t *testing.T, id string, want store.CommandState, when string) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for f.state(t, id) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("command %s not %s %s", id, want, when)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestQoS1PushDeliveredOnPuback: a QoS 1 push is DELIVERED when the thing
 // acknowledges it, not when it is written; a push never acknowledged (the
 // connection died under it) stays SENDING and is pushed again after the
@@ -347,13 +359,7 @@ func TestQoS1PushDeliveredOnPuback(t *testing.T) {
 	if err := c.Ack(pub); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitFor)
-	for f.state(t, cmd.ID) != store.CommandDelivered {
-		if time.Now().After(deadline) {
-			t.Fatal("not DELIVERED after the PUBACK")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	f.awaitState(t, cmd.ID, store.CommandDelivered, "after the PUBACK")
 
 	// Unacknowledged, then the connection dies: pushed again on return.
 	cmd2 := f.newCommand(t, 2)
@@ -426,13 +432,7 @@ func TestInboundPacketIDDoesNotAckPush(t *testing.T) {
 	if err := c.Ack(pub); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitFor)
-	for f.state(t, cmd.ID) != store.CommandDelivered {
-		if time.Now().After(deadline) {
-			t.Fatal("not DELIVERED after the thing's PUBACK")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	f.awaitState(t, cmd.ID, store.CommandDelivered, "after the thing's PUBACK")
 	cmd2 := f.newCommand(t, 2)
 	f.api.Push(context.Background(), cmd2)
 	select {

@@ -42,18 +42,7 @@ func BenchmarkOnboardingRoundTrip(b *testing.B) {
 func BenchmarkStateUploadRoundTrip(b *testing.B) {
 	t := b
 	s := startServerB(b, testConfig(t, b.TempDir()))
-	anon, err := dialV3(t, brokerURL(s, "onboard-tcp"), "anonymous", "type=oauth2&client_id="+testAppID, "client_secret="+testAppKey, 4, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ob := onboard(t, anon, "bench-state", "pw")
-	anon.Close()
-	ep := ob.MQTTEndpoint
-	c, err := dialV3(t, brokerURL(s, "mqtt-tcp"), ep.MQTTTopic, ep.Username, ep.Password, 4, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	ob, c := connectedThing(b, s, "bench-state")
 	topic := apiTopic(ob, "targets/thing:"+ob.ThingID+"/states")
 	h := http.Header{"Authorization": {"Bearer " + ob.AccessToken}, "Content-Type": {"application/json"}}
 	i := 0
@@ -65,6 +54,25 @@ func BenchmarkStateUploadRoundTrip(b *testing.B) {
 			b.Fatalf("answer %q", m.Payload)
 		}
 	}
+}
+
+// connectedThing onboards a thing and connects it to the API broker
+// (MQTT 3.1.1), closing the connection when the benchmark ends.
+func connectedThing(b *testing.B, s *Server, vendorThingID string) (onboardResult, *v3Client) {
+	b.Helper()
+	anon, err := dialV3(b, brokerURL(s, "onboard-tcp"), "anonymous", "type=oauth2&client_id="+testAppID, "client_secret="+testAppKey, 4, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ob := onboard(b, anon, vendorThingID, "pw")
+	anon.Close()
+	ep := ob.MQTTEndpoint
+	c, err := dialV3(b, brokerURL(s, "mqtt-tcp"), ep.MQTTTopic, ep.Username, ep.Password, 4, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return ob, c
 }
 
 func startServerB(b *testing.B, cfg Config) *Server {
@@ -83,18 +91,8 @@ func startServerB(b *testing.B, cfg Config) *Server {
 func BenchmarkCommandPushRoundTrip(b *testing.B) {
 	t := b
 	s := startServerB(b, testConfig(t, b.TempDir()))
-	anon, err := dialV3(t, brokerURL(s, "onboard-tcp"), "anonymous", "type=oauth2&client_id="+testAppID, "client_secret="+testAppKey, 4, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ob := onboard(t, anon, "bench-push", "pw")
-	anon.Close()
+	ob, c := connectedThing(b, s, "bench-push")
 	ep := ob.MQTTEndpoint
-	c, err := dialV3(t, brokerURL(s, "mqtt-tcp"), ep.MQTTTopic, ep.Username, ep.Password, 4, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
 	c.Subscribe(t, ep.MQTTTopic, 1)
 	admin := adminToken(t, s)
 	url := fmt.Sprintf("http://127.0.0.1:%d/thing-if/apps/%s/targets/thing:%s/commands", s.Port("http"), testAppID, ob.ThingID)
