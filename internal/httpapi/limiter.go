@@ -81,15 +81,19 @@ func (h *Handler) limitSucceed(key string) {
 }
 
 // maxPending is the bound CreateCommand enforces on a thing's commands not
-// yet delivered (0: none), so that commands for a thing that never connects
-// cannot fill the store.
-func (h *Handler) maxPending() int {
-	switch max := h.cfg.MaxPendingCommands; {
-	case max < 0:
+// yet delivered, so that commands for a thing that never connects cannot
+// fill the store.
+func (h *Handler) maxPending() int { return PendingBound(h.cfg.MaxPendingCommands) }
+
+// PendingBound turns a configured MaxPendingCommands (0: the default,
+// negative: none) into the bound store.CreateCommand takes (0: none).
+func PendingBound(configured int) int {
+	switch {
+	case configured < 0:
 		return 0
-	case max == 0:
+	case configured == 0:
 		return DefaultMaxPendingCommands
 	default:
-		return max
+		return configured
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thingif/thingif/internal/httpapi"
 	"github.com/thingif/thingif/internal/trigger"
 )
 
@@ -57,6 +58,8 @@ func (s *Server) newAppSide() error {
 		Pusher:     s.api,
 		WebhookURL: s.cfg.AppSide.WebhookURL,
 		Logger:     s.log.With("component", "trigger"),
+		// The same bound as commands sent over REST.
+		MaxPendingCommands: httpapi.PendingBound(s.cfg.Limits.MaxPendingCommands),
 	})
 	if err != nil {
 		return fmt.Errorf("triggers: %w", err)

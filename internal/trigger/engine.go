@@ -59,6 +59,10 @@ type Config struct {
 	// Rescan is the longest the scheduler waits without reading the store.
 	// If zero, DefaultRescan.
 	Rescan time.Duration
+	// MaxPendingCommands bounds the commands a thing may have waiting
+	// (SENDING), as for commands sent over REST: a trigger that fires while
+	// its target has that many stores no command (0: no bound).
+	MaxPendingCommands int
 }
 
 // Validate reports the first field of c that cannot work.
@@ -295,7 +299,10 @@ func (e *Engine) Wait() { e.actions.Wait() }
 func (e *Engine) fire(ctx context.Context, tr store.Trigger, at time.Time) {
 	switch {
 	case tr.Command != nil:
-		if err := e.sendCommand(ctx, tr, at); err != nil {
+		switch err := e.sendCommand(ctx, tr, at); {
+		case errors.Is(err, store.ErrTooManyPending):
+			e.log.Warn("trigger command not stored: its thing has too many commands waiting", keyTrigger, tr.ID, keyThing, tr.ThingID, keyErr, err)
+		case err != nil:
 			e.log.Error("trigger command", keyTrigger, tr.ID, keyThing, tr.ThingID, keyErr, err)
 		}
 	case tr.ServerCode != nil:
@@ -350,7 +357,7 @@ func (e *Engine) sendCommand(ctx context.Context, tr store.Trigger, at time.Time
 	if len(c.Metadata) == 0 {
 		c.Metadata = nil
 	}
-	if err := e.store.CreateCommand(ctx, c, 0); err != nil {
+	if err := e.store.CreateCommand(ctx, c, e.cfg.MaxPendingCommands); err != nil {
 		return fmt.Errorf("store command: %w", err)
 	}
 	if e.cfg.Pusher != nil {

@@ -84,6 +84,8 @@ type fixture struct {
 	clock  *fakeClock
 	pusher *recordingPusher
 	e      *Engine
+	// maxPending is the engine's MaxPendingCommands (set before open).
+	maxPending int
 }
 
 func newFixture(t *testing.T, webhook string) *fixture {
@@ -112,7 +114,8 @@ func (f *fixture) open(webhook string) {
 	must(f.t, err)
 	f.t.Cleanup(func() { st.Close() })
 	f.st = st
-	f.e, err = New(Config{Store: st, Pusher: f.pusher, WebhookURL: webhook, Now: f.clock.Now, After: f.clock.After})
+	f.e, err = New(Config{Store: st, Pusher: f.pusher, WebhookURL: webhook, Now: f.clock.Now, After: f.clock.After,
+		MaxPendingCommands: f.maxPending})
 	must(f.t, err)
 }
 
@@ -186,6 +189,30 @@ func TestStatesModes(t *testing.T) {
 				t.Fatalf("pushes %v", f.pusher.calls)
 			}
 		})
+	}
+}
+
+// TestPendingBound: a trigger firing for a thing that already has
+// MaxPendingCommands waiting stores no command, as REST would refuse one;
+// once the thing takes its commands, the trigger sends again.
+func TestPendingBound(t *testing.T) {
+	f := newFixture(t, "")
+	f.maxPending = 2
+	f.open("")
+	f.addTrigger("t1", `{"eventSource":"STATES","condition":{"type":"eq","field":"power","value":true},"triggersWhen":"`+WhenSatisfied+`"}`, cmdTemplate, "")
+	for range 3 {
+		f.state(`{"power":true}`)
+	}
+	if got := f.commands("th.1"); got != 2 {
+		t.Fatalf("%d commands after 3 firings with a bound of 2, want 2", got)
+	}
+	pending, err := f.st.PendingCommands(t.Context(), "th.1")
+	must(t, err)
+	_, err = f.st.MarkDelivered(t.Context(), "th.1", pending[0].ID, f.clock.Now())
+	must(t, err)
+	f.state(`{"power":true}`)
+	if got := f.commands("th.1"); got != 3 {
+		t.Fatalf("%d commands after one was delivered and the trigger fired again, want 3", got)
 	}
 }
 
