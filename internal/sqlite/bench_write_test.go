@@ -32,7 +32,10 @@ func BenchmarkSaveOnboarding(b *testing.B) {
 }
 
 // BenchmarkCommandLifecycle measures the three writes of one command:
-// created, delivered, action results (DONE).
+// created, delivered, action results (DONE), one after another from one
+// caller. The DELIVERED mark is a lazy write that follows an eager one with
+// no other write to come, so it waits its whole lazyWait: the worst case of
+// a lone caller; BenchmarkCommandLifecycleParallel is the loaded case.
 func BenchmarkCommandLifecycle(b *testing.B) {
 	db := benchDB(b)
 	ctx := b.Context()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -396,5 +397,69 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCommandsRowidMigration: migration 0004 rebuilds commands on a plain
+// rowid key and keeps every row, its seq and its indexes; new commands get
+// larger seqs than the old ones, and the AUTOINCREMENT counter is gone.
+func TestCommandsRowidMigration(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "m.db")
+	w, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+	must(t, err)
+	w.SetMaxOpenConns(1)
+	upTo3 := fstest.MapFS{}
+	for _, name := range []string{"0001_init.sql", "0002_appside.sql", "0003_sending_indexes.sql"} {
+		b, err := migrationFS.ReadFile("migrations/" + name)
+		must(t, err)
+		upTo3["migrations/"+name] = &fstest.MapFile{Data: b}
+	}
+	must(t, migrate(ctx, w, upTo3, testLogger(t)))
+	for _, q := range []string{
+		`INSERT INTO apps (id, key_hash, created_at) VALUES ('app1', 'h', 0)`,
+		`INSERT INTO things (id, app_id, vendor_thing_id, password_hash, created_at, modified_at) VALUES ('th.1', 'app1', 'v', 'p', 0, 0)`,
+		`INSERT INTO commands (id, app_id, thing_id, state, created_at, modified_at) VALUES ('c1', 'app1', 'th.1', 'SENDING', 1, 1)`,
+		`INSERT INTO commands (id, app_id, thing_id, state, created_at, modified_at) VALUES ('c2', 'app1', 'th.1', 'DONE', 2, 2)`,
+		`INSERT INTO commands (id, app_id, thing_id, state, created_at, modified_at) VALUES ('c3', 'app1', 'th.1', 'DELIVERED', 3, 3)`,
+	} {
+		_, err := w.ExecContext(ctx, q)
+		must(t, err)
+	}
+	must(t, w.Close())
+
+	db := openTest(t, path) // applies 0004
+	defer db.Close()
+	for id, want := range map[string]store.CommandState{"c1": store.CommandSending, "c2": store.CommandDone, "c3": store.CommandDelivered} {
+		if c, err := db.Command(ctx, "th.1", id); err != nil || c.State != want {
+			t.Fatalf("%s after the migration: %v, %v; want %s", id, c.State, err, want)
+		}
+	}
+	if pending, err := db.PendingCommands(ctx, "th.1"); err != nil || len(pending) != 1 || pending[0].ID != "c1" {
+		t.Fatalf("PendingCommands after the migration = %v, %v; want c1", pending, err)
+	}
+	must(t, db.CreateCommand(ctx, store.Command{ID: "c4", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))
+	var seqs []int64
+	rows, err := db.r.QueryContext(ctx, `SELECT seq FROM commands ORDER BY seq`)
+	must(t, err)
+	for rows.Next() {
+		var s int64
+		must(t, rows.Scan(&s))
+		seqs = append(seqs, s)
+	}
+	must(t, rows.Err())
+	rows.Close()
+	if !slices.Equal(seqs, []int64{1, 2, 3, 4}) {
+		t.Fatalf("seqs %v, want [1 2 3 4]: the old ones kept, the new one after them", seqs)
+	}
+	var n int
+	must(t, db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'commands'`).Scan(&n))
+	if n != 0 {
+		t.Fatal("sqlite_sequence still counts commands")
+	}
+	var sqlText string
+	must(t, db.r.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE name = 'commands'`).Scan(&sqlText))
+	if strings.Contains(sqlText, "AUTOINCREMENT") {
+		t.Fatalf("commands is still %s", sqlText)
 	}
 }
