@@ -143,6 +143,7 @@ func attach(srv *mqtt.Server, c *Config, lns []*Listener) error {
 		l.connectTimeout = c.ConnectTimeout
 		l.writeTimeout = c.WriteTimeout
 		l.perAddr = perAddr
+		l.srv = srv
 		if err := srv.AddListener(l); err != nil {
 			return fmt.Errorf("add listener %s: %w", l.ID(), err)
 		}

@@ -251,3 +251,48 @@ func TestQoS1RequestAnsweredThenAckedOnce(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// TestCloseWhileClientsLeave: closing the broker while its clients are
+// leaving finishes. mochi's own listener close (Clients.GetByListener)
+// takes the clients' read lock twice, and a leaving client's Delete
+// queued between the two hung shutdown for good (disconnectClients).
+func TestCloseWhileClientsLeave(t *testing.T) {
+	const clients = 40
+	for round := range 5 {
+		f := newFixture(t, Config{})
+		conns := make([]net.Conn, 0, clients)
+		for i := range clients {
+			inst := f.inst
+			inst.ID, inst.MQTTTopic, inst.Username = fmt.Sprint("in-", i), fmt.Sprint("topic-", i), fmt.Sprint("user-", i)
+			if err := f.store.PutInstallation(context.Background(), inst); err != nil {
+				t.Fatal(err)
+			}
+			conn, code := rawConnect(t, f.tcp.Addr().String(), inst.MQTTTopic, inst.Username, f.password)
+			if code != 0 {
+				t.Fatalf("CONNACK %#x", code)
+			}
+			conns = append(conns, conn)
+		}
+		start := make(chan struct{})
+		for _, c := range conns {
+			go func() {
+				<-start
+				c.Close()
+			}()
+		}
+		closed := make(chan error, 1)
+		go func() {
+			<-start
+			closed <- f.api.Close()
+		}()
+		close(start)
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("round %d: Close still running after %v with clients leaving", round, waitFor)
+		}
+	}
+}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Transport is the kind of a broker listener.
@@ -64,6 +66,9 @@ type Listener struct {
 	// perAddr counts connections per source address, shared by the
 	// broker's listeners.
 	perAddr *addrCounter
+	// srv is the mochi server the listener serves; Close disconnects its
+	// clients of this listener (disconnectClients).
+	srv *mqtt.Server
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // accepted, not yet finished
@@ -213,7 +218,7 @@ func (l *Listener) serveWebSocket(establish listeners.EstablishFn) {
 }
 
 // Close implements listeners.Listener: it stops accepting, ends connections
-// still in their CONNECT phase, and asks mochi to close its clients.
+// still in their CONNECT phase, and disconnects the clients it served.
 func (l *Listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	l.closed = true
@@ -228,9 +233,28 @@ func (l *Listener) Close(closeClients listeners.CloseFn) {
 	if srv != nil {
 		srv.Close() // hijacked WebSocket connections are not closed by this
 	}
-	closeClients(l.ID())
+	if l.srv != nil {
+		disconnectClients(l.srv, l.ID())
+	} else {
+		closeClients(l.ID())
+	}
 	for _, c := range pending {
 		c.Close()
+	}
+}
+
+// disconnectClients disconnects the clients of one listener, as mochi's own
+// closeListenerClients (the CloseFn it hands Close) does, but without its
+// Clients.GetByListener: that holds the clients' read lock and takes it
+// again (Clients.Len), so a client leaving at that moment (Clients.Delete
+// waiting for the write lock) blocks the second read lock, and shutdown
+// hangs for good with every leaving client. TestNoCrossThingLeaks's server
+// Close hung so. GetAll takes the read lock once.
+func disconnectClients(srv *mqtt.Server, listenerID string) {
+	for _, cl := range srv.Clients.GetAll() {
+		if cl.Net.Listener == listenerID && !cl.Closed() {
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
 	}
 }
 
