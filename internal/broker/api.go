@@ -475,11 +475,11 @@ func (b *API) targets(thingID string) ([]target, uint64) {
 
 // pushOnce is one round of a thing's push loop: it writes either every
 // SENDING command (scan) or the commands handed over (fresh), then marks
-// those written at QoS 0 and the acknowledged pushes DELIVERED. Writing first keeps a new command from
-// waiting on the marks, which are lazy store writes (they may wait for
-// another write to commit with). An acknowledged push stays in its
-// session's table until it is marked, so a scan meanwhile does not write
-// it again.
+// those written at QoS 0 and the acknowledged pushes DELIVERED. Writing
+// first keeps a new command from waiting on the marks, which are lazy store
+// writes (they may wait for another write to commit with). An acknowledged
+// push stays in its session's table until it is marked, so a scan
+// meanwhile does not write it again.
 func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
 	ts, epoch := b.targets(thingID)
 	if len(ts) == 0 {
