@@ -112,7 +112,7 @@ func (h *Handler) postCommand(w http.ResponseWriter, r *http.Request) error {
 	max := h.maxPending()
 	switch err := h.store.CreateCommand(ctx, c, max); {
 	case errors.Is(err, store.ErrTooManyPending):
-		return errTooManyPendingCommands.with("the thing has %d commands not yet delivered, the limit", max)
+		return errTooManyPendingCommands.with("the thing already has %d commands not yet delivered, the limit", max)
 	case err != nil:
 		return fmt.Errorf("store command: %w", err)
 	}
