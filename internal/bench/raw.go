@@ -26,9 +26,7 @@ func (r *run) rawClients(ctx context.Context, k int, prefix string) ([]*conn, er
 	saved := r.cfg.MQTT
 	r.cfg.MQTT = r.cfg.Broker
 	defer func() { r.cfg.MQTT = saved }()
-	bar := startProgress(r.cfg.Progress, "connect", k)
-	defer bar.end()
-	return r.connThings(ctx, things, new(latencies), bar)
+	return r.connThings(ctx, things, new(latencies))
 }
 
 // pubsub: K clients on unique topics; at Rate messages per second in all,

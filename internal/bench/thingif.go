@@ -196,8 +196,11 @@ func cmpOr(v, def int) int {
 }
 
 // connThings connects and subscribes every thing, Concurrency at a time
-// (paced to Rate when set), and returns the connections in thing order.
-func (r *run) connThings(ctx context.Context, things []Thing, lat *latencies, bar *progress) ([]*conn, error) {
+// (paced to Rate when set), with a "connect" progress bar, and returns the
+// connections in thing order.
+func (r *run) connThings(ctx context.Context, things []Thing, lat *latencies) ([]*conn, error) {
+	bar := startProgress(r.cfg.Progress, "connect", len(things))
+	defer bar.end()
 	conns := make([]*conn, len(things))
 	workers := min(cmpOr(r.cfg.Concurrency, 64), len(things))
 	jobs := make(chan int, workers)
@@ -281,9 +284,7 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 	}
 	lat := new(latencies)
 	m := r.startMeasure()
-	bar := startProgress(r.cfg.Progress, "connect", n)
-	conns, err := r.connThings(ctx, things, lat, bar)
-	bar.end()
+	conns, err := r.connThings(ctx, things, lat)
 	if err != nil {
 		return err
 	}
@@ -384,9 +385,7 @@ func (r *run) push(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	bar := startProgress(r.cfg.Progress, "connect", k)
-	conns, err := r.connThings(ctx, things, new(latencies), bar)
-	bar.end()
+	conns, err := r.connThings(ctx, things, new(latencies))
 	if err != nil {
 		return err
 	}
@@ -486,7 +485,7 @@ func (r *run) push(ctx context.Context, res *Result) error {
 	}
 
 	m := r.startMeasure()
-	bar = startProgress(r.cfg.Progress, "push", n)
+	bar := startProgress(r.cfg.Progress, "push", n)
 	pace(ctx.Done(), r.cfg.Rate, n, func(i int, d time.Time) {
 		due[i] = d
 		jobs <- i
@@ -581,9 +580,7 @@ func (r *run) state(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	bar := startProgress(r.cfg.Progress, "connect", k)
-	conns, err := r.connThings(ctx, things, new(latencies), bar)
-	bar.end()
+	conns, err := r.connThings(ctx, things, new(latencies))
 	if err != nil {
 		return err
 	}
@@ -593,7 +590,7 @@ func (r *run) state(ctx context.Context, res *Result) error {
 	var failed atomic.Int64
 	m := r.startMeasure()
 	deadline := m.start.Add(r.cfg.Duration)
-	bar = startProgress(r.cfg.Progress, "state", 0)
+	bar := startProgress(r.cfg.Progress, "state", 0)
 	var wg sync.WaitGroup
 	// A thing whose answer never comes would hold the run: end every
 	// connection a while after the deadline.
