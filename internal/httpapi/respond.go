@@ -196,17 +196,6 @@ func isNull(b json.RawMessage) bool {
 	return len(b) == 0 || bytes.Equal(bytes.TrimSpace(b), []byte("null"))
 }
 
-// compactValid returns b without insignificant spaces, or an error if b is
-// not valid JSON: one pass for both.
-func compactValid(b []byte) (json.RawMessage, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(b))
-	if err := json.Compact(&buf, b); err != nil {
-		return nil, err
-	}
-	return json.RawMessage(buf.Bytes()), nil
-}
-
 // compact returns b without insignificant spaces; b must be valid JSON.
 func compact(b []byte) json.RawMessage {
 	var buf bytes.Buffer

