@@ -332,6 +332,39 @@ func (f *fixture) awaitState(t *testing.T, id string, want store.CommandState, w
 	}
 }
 
+// awaitPush returns the next PUBLISH the thing receives, or fails with
+// what was expected.
+func awaitPush(t *testing.T, msgs <-chan *pahov5.Publish, what string) *pahov5.Publish {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		return m
+	case <-time.After(waitFor):
+		t.Fatal(what)
+		return nil
+	}
+}
+
+// awaitPushOf is awaitPush for a PUBLISH whose payload names want.
+func awaitPushOf(t *testing.T, msgs <-chan *pahov5.Publish, want, what string) *pahov5.Publish {
+	t.Helper()
+	m := awaitPush(t, msgs, what)
+	if !strings.Contains(string(m.Payload), want) {
+		t.Fatalf("pushed %s, want %s", m.Payload, want)
+	}
+	return m
+}
+
+// noPush fails if the thing receives a PUBLISH within 200 ms.
+func noPush(t *testing.T, msgs <-chan *pahov5.Publish, what string) {
+	t.Helper()
+	select {
+	case m := <-msgs:
+		t.Fatalf("%s: %s", what, m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
 // TestQoS1PushDeliveredOnPuback: a QoS 1 push is DELIVERED when the thing
 // acknowledges it, not when it is written; a push never acknowledged (the
 // connection died under it) stays SENDING and is pushed again after the
@@ -341,18 +374,9 @@ func TestQoS1PushDeliveredOnPuback(t *testing.T) {
 	c, msgs := f.dialManualAck(t)
 	cmd := f.newCommand(t, 1)
 	f.api.Push(context.Background(), cmd)
-	var pub *pahov5.Publish
-	select {
-	case pub = <-msgs:
-	case <-time.After(waitFor):
-		t.Fatal("no push")
-	}
+	pub := awaitPush(t, msgs, "no push")
 	f.api.PushPending(f.thing.ID) // must not push it again meanwhile
-	select {
-	case m := <-msgs:
-		t.Fatalf("pushed again while awaiting its PUBACK: %s", m.Payload)
-	case <-time.After(200 * time.Millisecond):
-	}
+	noPush(t, msgs, "pushed again while awaiting its PUBACK")
 	if got := f.state(t, cmd.ID); got != store.CommandSending {
 		t.Fatalf("state %s before the PUBACK, want SENDING", got)
 	}
@@ -364,24 +388,13 @@ func TestQoS1PushDeliveredOnPuback(t *testing.T) {
 	// Unacknowledged, then the connection dies: pushed again on return.
 	cmd2 := f.newCommand(t, 2)
 	f.api.Push(context.Background(), cmd2)
-	select {
-	case <-msgs:
-	case <-time.After(waitFor):
-		t.Fatal("no push of the second command")
-	}
+	awaitPush(t, msgs, "no push of the second command")
 	c.Disconnect(&pahov5.Disconnect{})
 	if got := f.state(t, cmd2.ID); got != store.CommandSending {
 		t.Fatalf("unacknowledged command is %s, want SENDING", got)
 	}
 	_, msgs2 := f.dialManualAck(t)
-	select {
-	case m := <-msgs2:
-		if !strings.Contains(string(m.Payload), cmd2.ID) {
-			t.Fatalf("re-push %s, want %s", m.Payload, cmd2.ID)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("unacknowledged command not pushed again after reconnecting")
-	}
+	awaitPushOf(t, msgs2, cmd2.ID, "unacknowledged command not pushed again after reconnecting")
 }
 
 // TestInboundPacketIDDoesNotAckPush: a thing's QoS 1 PUBLISH and the
@@ -398,12 +411,7 @@ func TestInboundPacketIDDoesNotAckPush(t *testing.T) {
 	c, conn, msgs := f.dialManualAckConn(t, 0)
 	cmd := f.newCommand(t, 1)
 	f.api.Push(context.Background(), cmd)
-	var pub *pahov5.Publish
-	select {
-	case pub = <-msgs:
-	case <-time.After(waitFor):
-		t.Fatal("no push")
-	}
+	pub := awaitPush(t, msgs, "no push")
 
 	// A request PUBLISH at QoS 1 with the push's packet ID, written raw.
 	topic := "p/" + f.inst.MQTTTopic + "/thing-if/apps/app/targets/thing:th.1/states"
@@ -416,13 +424,8 @@ func TestInboundPacketIDDoesNotAckPush(t *testing.T) {
 	if _, err := conn.Write(buf.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	select { // its answer: the request was served
-	case m := <-msgs:
-		if m.Topic != topic {
-			t.Fatalf("got %s on %s, want the answer on %s", m.Payload, m.Topic, topic)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("no answer to the request")
+	if m := awaitPush(t, msgs, "no answer to the request"); m.Topic != topic { // the request was served
+		t.Fatalf("got %s on %s, want the answer on %s", m.Payload, m.Topic, topic)
 	}
 	time.Sleep(100 * time.Millisecond) // let a wrong acknowledgement be marked
 	if got := f.state(t, cmd.ID); got != store.CommandSending {
@@ -435,14 +438,7 @@ func TestInboundPacketIDDoesNotAckPush(t *testing.T) {
 	f.awaitState(t, cmd.ID, store.CommandDelivered, "after the thing's PUBACK")
 	cmd2 := f.newCommand(t, 2)
 	f.api.Push(context.Background(), cmd2)
-	select {
-	case m := <-msgs:
-		if !strings.Contains(string(m.Payload), cmd2.ID) {
-			t.Fatalf("pushed %s, want %s", m.Payload, cmd2.ID)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("window of one still full after the PUBACK: the next command was not pushed")
-	}
+	awaitPushOf(t, msgs, cmd2.ID, "window of one still full after the PUBACK: the next command was not pushed")
 }
 
 // TestQoS1PushWindow: with more pending commands than the in-flight window
@@ -456,23 +452,12 @@ func TestQoS1PushWindow(t *testing.T) {
 	}
 	f.api.PushPending(f.thing.ID)
 	for i := range n {
-		select {
-		case m := <-msgs:
-			if want := fmt.Sprintf(`"c%03d"`, i); !strings.Contains(string(m.Payload), want) {
-				t.Fatalf("push %d: %s, want %s", i, m.Payload, want)
-			}
-			if err := c.Ack(m); err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(waitFor):
-			t.Fatalf("only %d of %d pushed", i, n)
+		m := awaitPushOf(t, msgs, fmt.Sprintf(`"c%03d"`, i), fmt.Sprintf("only %d of %d pushed", i, n))
+		if err := c.Ack(m); err != nil {
+			t.Fatal(err)
 		}
 	}
-	select {
-	case m := <-msgs:
-		t.Fatalf("pushed twice: %s", m.Payload)
-	case <-time.After(200 * time.Millisecond):
-	}
+	noPush(t, msgs, "pushed twice")
 }
 
 // TestQoS1PushReceiveMaximum: a thing's MQTT 5 Receive Maximum below the
@@ -484,34 +469,13 @@ func TestQoS1PushReceiveMaximum(t *testing.T) {
 		f.newCommand(t, i)
 	}
 	f.api.PushPending(f.thing.ID)
-	var got []*pahov5.Publish
-	for len(got) < 2 {
-		select {
-		case m := <-msgs:
-			got = append(got, m)
-		case <-time.After(waitFor):
-			t.Fatalf("only %d pushes", len(got))
-		}
-	}
-	select {
-	case m := <-msgs:
-		t.Fatalf("a third push before any PUBACK, past the Receive Maximum of 2: %s", m.Payload)
-	case <-time.After(200 * time.Millisecond):
-	}
+	got := []*pahov5.Publish{awaitPush(t, msgs, "no push"), awaitPush(t, msgs, "only one push")}
+	noPush(t, msgs, "a third push before any PUBACK, past the Receive Maximum of 2")
 	for i := 2; i < 5; i++ { // each PUBACK lets one more through
 		if err := c.Ack(got[0]); err != nil {
 			t.Fatal(err)
 		}
-		got = got[1:]
-		select {
-		case m := <-msgs:
-			if want := fmt.Sprintf(`"c%03d"`, i); !strings.Contains(string(m.Payload), want) {
-				t.Fatalf("push %s, want %s", m.Payload, want)
-			}
-			got = append(got, m)
-		case <-time.After(waitFor):
-			t.Fatalf("push %d not sent after a PUBACK", i)
-		}
+		got = append(got[1:], awaitPushOf(t, msgs, fmt.Sprintf(`"c%03d"`, i), fmt.Sprintf("push %d not sent after a PUBACK", i)))
 	}
 }
 
