@@ -218,8 +218,9 @@ func (l *Listener) serveWebSocket(establish listeners.EstablishFn) {
 }
 
 // Close implements listeners.Listener: it stops accepting, ends connections
-// still in their CONNECT phase, and disconnects the clients it served.
-func (l *Listener) Close(closeClients listeners.CloseFn) {
+// still in their CONNECT phase, and disconnects the clients it served
+// (disconnectClients, not mochi's CloseFn).
+func (l *Listener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	l.closed = true
 	srv := l.http
@@ -233,10 +234,8 @@ func (l *Listener) Close(closeClients listeners.CloseFn) {
 	if srv != nil {
 		srv.Close() // hijacked WebSocket connections are not closed by this
 	}
-	if l.srv != nil {
+	if l.srv != nil { // set by attach, which adds every Listener
 		disconnectClients(l.srv, l.ID())
-	} else {
-		closeClients(l.ID())
 	}
 	for _, c := range pending {
 		c.Close()
