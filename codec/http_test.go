@@ -196,8 +196,8 @@ func TestNewHTTPRequestErrors(t *testing.T) {
 			}
 		})
 	}
-	//nolint:staticcheck // SA1012: a nil context is what is tested.
-	if _, err := NewHTTPRequest(nil, good, []byte("GET"), Limits{}); err == nil {
+	var nilCtx context.Context // a nil context is what is tested (SA1012 otherwise)
+	if _, err := NewHTTPRequest(nilCtx, good, []byte("GET"), Limits{}); err == nil {
 		t.Error("NewHTTPRequest(nil ctx) succeeded")
 	}
 }

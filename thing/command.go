@@ -176,7 +176,7 @@ func actionResults(c *Command, results []Result) ([]byte, error) {
 		if i < len(results) {
 			r = results[i]
 		}
-		rj, err := json.Marshal(resultJSON{r.Succeeded, r.ErrorMessage, r.Data})
+		rj, err := json.Marshal(resultJSON(r))
 		if err != nil {
 			return nil, fmt.Errorf("action %s result: %w", a.Name, err)
 		}

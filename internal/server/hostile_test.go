@@ -17,15 +17,14 @@ import (
 
 // hostileEnv is a server with two apps and two onboarded things of app1.
 type hostileEnv struct {
-	t              *testing.T
-	s              *Server
-	admin, admin2  string
-	a, b, expired  onboardResult
-	a2             onboardResult // a thing of app2
-	onboardAddr    string
-	apiAddr        string
-	httpBase       string
-	otherAppPrefix string
+	t             *testing.T
+	s             *Server
+	admin, admin2 string
+	a, b, expired onboardResult
+	a2            onboardResult // a thing of app2
+	onboardAddr   string
+	apiAddr       string
+	httpBase      string
 }
 
 const (

@@ -42,13 +42,6 @@ func (r *rawConn) write(b []byte) {
 	}
 }
 
-// rawPacket frames a body with a fixed header byte and its remaining length.
-func rawPacket(first byte, body []byte) []byte {
-	out := []byte{first}
-	out = binary.AppendUvarint(out, uint64(len(body)))
-	return append(out, body...)
-}
-
 // connectPacket encodes a CONNECT; version 3 uses the name MQIsdp.
 func connectPacket(version byte, clientID, user, pass string) []byte {
 	name := "MQTT"
