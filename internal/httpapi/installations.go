@@ -211,6 +211,16 @@ func (h *Handler) getMQTTEndpoint(w http.ResponseWriter, r *http.Request) error 
 	}
 	ep := h.endpoint(in, password)
 	w.Header()[headerMQTTTTL] = []string{strconv.FormatInt(ep.TTL, 10)}
-	writeJSON(w, http.StatusOK, ep)
+	writeJSON(w, http.StatusOK, mqttEndpointResponse{endpointJSON: ep, MQTTTTL: ep.TTL})
 	return nil
+}
+
+// mqttEndpointResponse is the answer of GET …/mqtt-endpoint: the endpoint
+// with its ttl also as "X-MQTT-TTL". Kii's embedded C SDK reads the TTL from
+// that body field (not from the header of the same name), and its MQTT task
+// ends for good when any field it parses is missing (PROTOCOL.md §8.4). The
+// onboarding answer's mqttEndpoint has no such field.
+type mqttEndpointResponse struct {
+	endpointJSON
+	MQTTTTL int64 `json:"X-MQTT-TTL"`
 }

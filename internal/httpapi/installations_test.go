@@ -20,6 +20,10 @@ func TestInstallationFlow(t *testing.T) {
 	check(t, r, 200, "")
 	var o onboarded
 	r.decode(t, &o)
+	// The onboarding answer's mqttEndpoint keeps PROTOCOL.md §2's fields.
+	if bytes.Contains(r.body, []byte("X-MQTT-TTL")) {
+		t.Fatalf("onboarding answer carries X-MQTT-TTL: %s", r.body)
+	}
 
 	r = e.do("POST", "/api/apps/"+testApp+"/installations", `{"deviceType":"MQTT","development":"false"}`,
 		with(bearer(o.AccessToken), "Content-Type", "application/vnd.kii.InstallationCreationRequest+json", "X-Kii-Appid", testApp, "X-Kii-Appkey", "k")...)
@@ -45,6 +49,10 @@ func TestInstallationFlow(t *testing.T) {
 		}
 		if !bytes.Contains(r.raw, []byte("\r\nX-MQTT-TTL: 2147483647\r\n")) {
 			t.Fatalf("answer lacks X-MQTT-TTL spelled exactly:\n%s", r.raw)
+		}
+		// Kii's C SDK reads the TTL from the body field, an integer.
+		if !bytes.Contains(r.body, []byte(`"X-MQTT-TTL":2147483647`)) {
+			t.Fatalf("endpoint %d body lacks \"X-MQTT-TTL\":2147483647: %s", i, r.body)
 		}
 		stored, err := e.st.Installation(ctx, testApp, in.ID)
 		if err != nil {

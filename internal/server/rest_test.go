@@ -326,17 +326,29 @@ func TestEmbeddedSDKOverREST(t *testing.T) {
 	if n, err := strconv.ParseInt(ttl, 10, 64); !ok || err != nil || n <= 0 {
 		t.Fatalf("X-MQTT-TTL %q (present %v), want a positive integer: %q", ttl, ok, a.header)
 	}
+	// Every field the C SDK parses from the body, by name and JSON type:
+	// with one missing its MQTT task ends for good (PROTOCOL.md §8.4).
 	var ep map[string]any
 	a.decode(t, &ep)
+	dec := json.NewDecoder(bytes.NewReader(a.body))
+	dec.UseNumber()
+	var num map[string]any
+	if err := dec.Decode(&num); err != nil {
+		t.Fatal(err)
+	}
 	for _, k := range []string{"username", "password", "host", "mqttTopic"} {
 		if v, _ := ep[k].(string); v == "" {
-			t.Fatalf("mqtt-endpoint lacks %s: %s", k, a.body)
+			t.Fatalf("mqtt-endpoint field %s is not a non-empty string: %s", k, a.body)
 		}
 	}
-	for _, k := range []string{"portTCP", "portSSL"} {
-		if v, _ := ep[k].(float64); v <= 0 {
-			t.Fatalf("mqtt-endpoint lacks %s: %s", k, a.body)
+	for _, k := range []string{"portTCP", "portSSL", "X-MQTT-TTL"} {
+		v, _ := num[k].(json.Number)
+		if n, err := strconv.ParseInt(string(v), 10, 64); err != nil || n <= 0 {
+			t.Fatalf("mqtt-endpoint field %s is not a positive integer: %s", k, a.body)
 		}
+	}
+	if got := string(num["X-MQTT-TTL"].(json.Number)); got != ttl {
+		t.Fatalf("body X-MQTT-TTL %s, header %s: want the same", got, ttl)
 	}
 	if ep["host"] != "127.0.0.1" || ep["portTCP"] != float64(s.Port("mqtt-tcp")) || ep["portSSL"] != float64(s.Port("mqtt-tls")) {
 		t.Fatalf("mqtt-endpoint %s does not name the API broker", a.body)
