@@ -26,6 +26,7 @@ type apiError struct {
 // are listed in the package documentation.
 var (
 	errInvalidInput     = &apiError{http.StatusBadRequest, "INVALID_INPUT_DATA", "InvalidInputData", "the request body is not valid"}
+	errEmptyBody        = &apiError{http.StatusBadRequest, "EMPTY_BODY", "EmptyBody", "the request needs a body and has none"}
 	errWrongCommand     = &apiError{http.StatusBadRequest, "WRONG_COMMAND", "WrongCommand", "the command is not valid"}
 	errUnsupportedGrant = &apiError{http.StatusBadRequest, "unsupported_grant_type", "UnsupportedGrantType", "only grant_type client_credentials is supported"}
 

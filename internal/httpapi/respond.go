@@ -98,10 +98,15 @@ func isJSONMedia(mt string) bool {
 		(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
 
-// readBody reads the request body, at most MaxBodyBytes of it.
+// readBody reads the request body, at most MaxBodyBytes of it. Every
+// handler that needs a body reads it here, so a body of zero bytes (a
+// chunked "0\r\n\r\n", Content-Length: 0, nothing after the blank line of
+// an HTTP-over-MQTT request) is 400 EMPTY_BODY everywhere, as Kii answers
+// it; handlers of body-less requests (GET, DELETE, trigger enable and
+// disable) never call it.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.Body == nil {
-		return nil, nil
+		return nil, errEmptyBody
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
@@ -110,6 +115,9 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	}
 	if err != nil {
 		return nil, errInvalidInput.with("the request body could not be read")
+	}
+	if len(b) == 0 {
+		return nil, errEmptyBody
 	}
 	return b, nil
 }

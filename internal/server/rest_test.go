@@ -555,3 +555,49 @@ func TestRESTBadRequests(t *testing.T) {
 		alive(t)
 	})
 }
+
+// TestEmptyChunkedBody: an embedded stack that has nothing to send writes a
+// chunked body of "0\r\n\r\n" alone; every call that needs a body answers
+// 400 EMPTY_BODY, as Kii does, and closes gracefully.
+func TestEmptyChunkedBody(t *testing.T) {
+	s := startServer(t, testConfig(t, t.TempDir()))
+	anon, err := dialV3(t, brokerURL(s, "onboard-tcp"), "anonymous", "type=oauth2&client_id="+testAppID, "client_secret="+testAppKey, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := onboard(t, anon, "vt-empty", "pw")
+	thingAuth := [2]string{"Authorization", "Bearer " + ob.AccessToken}
+	target := "/thing-if/apps/" + testAppID + "/targets/thing:" + ob.ThingID
+	for _, tt := range []struct {
+		name string
+		req  sdkRequest
+	}{
+		{"token", sdkRequest{method: "POST", path: "/api/apps/" + testAppID + "/oauth2/token",
+			header: [][2]string{{"Content-Type", "application/json"}}}},
+		{"onboarding", sdkRequest{method: "POST", path: "/thing-if/apps/" + testAppID + "/onboardings",
+			header: [][2]string{thingAuth, {"Content-Type", "application/vnd.kii.OnboardingWithVendorThingIDByThing+json"}}}},
+		{"installation", sdkRequest{method: "POST", path: "/api/apps/" + testAppID + "/installations",
+			header: [][2]string{thingAuth, {"Content-Type", "application/vnd.kii.InstallationCreationRequest+json"}}}},
+		{"states", sdkRequest{method: "PUT", path: target + "/states",
+			header: [][2]string{thingAuth, {"Content-Type", "application/vnd.kii.MultipleTraitState+json"}}}},
+		{"states-bulk", sdkRequest{method: "POST", path: target + "/states-bulk",
+			header: [][2]string{thingAuth, {"Content-Type", "application/vnd.kii.StateBulkUploadRequest+json"}}}},
+		{"firmware version", sdkRequest{method: "PUT", path: "/thing-if/apps/" + testAppID + "/things/" + ob.ThingID + "/firmware-version",
+			header: [][2]string{thingAuth, {"Content-Type", "application/vnd.kii.ThingFirmwareVersionUpdateRequest+json"}}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.chunked, tt.req.requestID = true, "empty-"+strings.ReplaceAll(tt.name, " ", "-")
+			a := sdkCall(t, s, false, tt.req, 400)
+			var e struct {
+				ErrorCode string `json:"errorCode"`
+			}
+			a.decode(t, &e)
+			if got, want := e.ErrorCode, "EMPTY_BODY"; got != want {
+				t.Fatalf("errorCode %q, want %q: %s", got, want, a.body)
+			}
+			if got, want := a.res.Header.Get("Content-Type"), "application/vnd.kii.EmptyBodyException+json"; got != want {
+				t.Fatalf("Content-Type %q, want %q", got, want)
+			}
+		})
+	}
+}
