@@ -19,10 +19,12 @@
 //   - Each onboarding issues a new token and a new installation (endpoint);
 //     earlier tokens keep working and a thing keeps its 5 newest
 //     installations.
-//   - POST …/states-bulk takes
-//     {"states":[{"timestamp":ms,"state":{alias:{…}}}]} (timestamp optional,
-//     the request time when absent); items are written oldest first, each
-//     replacing the state as a v2 PUT would, so the newest remains.
+//   - POST …/states-bulk takes Kii's
+//     {"states":[{"generatedAt":ms,"payload":{alias:{…}}}]} (timestamp and
+//     state accepted as aliases; generatedAt optional, the request time when
+//     absent); items are written oldest first, each replacing the state as a
+//     v2 PUT would (StateBulkUploadRequest) or merged into it as a v2 PATCH
+//     would (StatePatchBulkUploadRequest), so the newest remains.
 //   - GET …/commands returns 10 commands unless bestEffortLimit says
 //     otherwise, at most 100.
 //   - The token endpoint answers 400 unsupported_grant_type for grants other

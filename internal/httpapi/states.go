@@ -15,6 +15,7 @@ const (
 	mediaMultipleTraitState      = "application/vnd.kii.multipletraitstate+json"
 	mediaMultipleTraitStatePatch = "application/vnd.kii.multipletraitstatepatch+json"
 	mediaStateBulkUpload         = "application/vnd.kii.statebulkuploadrequest+json"
+	mediaStatePatchBulkUpload    = "application/vnd.kii.statepatchbulkuploadrequest+json"
 )
 
 // writeStates serves PUT and PATCH …/states: a v1 object (application/json
@@ -98,26 +99,72 @@ func checkAliases(aliases map[string]json.RawMessage, where string) (map[string]
 	return aliases, nil
 }
 
-// bulkRequest is the body of POST …/states-bulk. Its shape is inferred (not
-// published): {"states":[{"timestamp":ms,"state":{alias:{…}}}]}, timestamp
-// optional (the time of the request when absent).
+// bulkRequest is the body of POST …/states-bulk, as Kii's embedded SDK
+// sends it: {"states":[{"generatedAt":ms,"payload":{alias:{…}}}]}. The
+// names thingif invented before Kii's were known, timestamp and state, are
+// accepted as aliases of generatedAt and payload. generatedAt is optional
+// (the time of the request when absent).
 type bulkRequest struct {
-	States []struct {
-		Timestamp *int64                     `json:"timestamp"`
-		State     map[string]json.RawMessage `json:"state"`
-	} `json:"states"`
+	States []bulkItem `json:"states"`
 }
 
-// postStatesBulk writes several v2 states in timestamp order, each replacing
-// the state as a PUT would, so that the latest one is what remains. All
-// items are checked before any is written.
+// bulkItem is one item of a bulk upload; see bulkRequest.
+type bulkItem struct {
+	GeneratedAt *int64                     `json:"generatedAt"`
+	Timestamp   *int64                     `json:"timestamp"`
+	Payload     map[string]json.RawMessage `json:"payload"`
+	State       map[string]json.RawMessage `json:"state"`
+}
+
+// write checks the item (the i-th) and returns its write: at is the time
+// of the item, now when it has none.
+func (it bulkItem) write(i int, thingID string, mode store.StateMode, now time.Time) (store.StateWrite, error) {
+	if it.GeneratedAt != nil && it.Timestamp != nil {
+		return store.StateWrite{}, errInvalidInput.with("states[%d] has generatedAt and timestamp; give one", i)
+	}
+	if it.Payload != nil && it.State != nil {
+		return store.StateWrite{}, errInvalidInput.with("states[%d] has payload and state; give one", i)
+	}
+	ms, aliases := it.GeneratedAt, it.Payload
+	if ms == nil {
+		ms = it.Timestamp
+	}
+	if aliases == nil {
+		aliases = it.State
+	}
+	at := now
+	if ms != nil {
+		if *ms < 0 {
+			return store.StateWrite{}, errInvalidInput.with("states[%d].generatedAt must not be negative", i)
+		}
+		at = time.UnixMilli(*ms)
+	}
+	aliases, err := checkAliases(aliases, fmt.Sprintf("states[%d].payload: ", i))
+	if err != nil {
+		return store.StateWrite{}, err
+	}
+	return store.StateWrite{ThingID: thingID, Aliases: aliases, Mode: mode, At: at}, nil
+}
+
+// postStatesBulk writes several v2 states in generatedAt order, oldest
+// first, so that the newest is what remains. With
+// StateBulkUploadRequest (or plain JSON) each item replaces the state as a
+// PUT would; with StatePatchBulkUploadRequest each is merged into it as a
+// PATCH would. All items are checked before any is written, and the
+// triggers run after each item, as after a single upload.
 func (h *Handler) postStatesBulk(w http.ResponseWriter, r *http.Request) error {
 	_, thingID, err := h.targetAccess(r)
 	if err != nil {
 		return err
 	}
-	if mt := mediaType(r); mt != mediaStateBulkUpload && mt != contentTypeJSON && mt != "" {
-		return errUnsupportedMediaType.with("states-bulk takes application/vnd.kii.StateBulkUploadRequest+json")
+	var mode store.StateMode
+	switch mt := mediaType(r); mt {
+	case mediaStateBulkUpload, contentTypeJSON, "":
+		mode = store.StateReplace
+	case mediaStatePatchBulkUpload:
+		mode = store.StateMerge
+	default:
+		return errUnsupportedMediaType.with("states-bulk takes application/vnd.kii.StateBulkUploadRequest+json or application/vnd.kii.StatePatchBulkUploadRequest+json")
 	}
 	var req bulkRequest
 	if err := h.readObject(w, r, &req); err != nil {
@@ -129,18 +176,11 @@ func (h *Handler) postStatesBulk(w http.ResponseWriter, r *http.Request) error {
 	now := h.cfg.Now()
 	writes := make([]store.StateWrite, 0, len(req.States))
 	for i, item := range req.States {
-		at := now
-		if item.Timestamp != nil {
-			if *item.Timestamp < 0 {
-				return errInvalidInput.with("states[%d].timestamp must not be negative", i)
-			}
-			at = time.UnixMilli(*item.Timestamp)
-		}
-		aliases, err := checkAliases(item.State, fmt.Sprintf("states[%d].state: ", i))
+		sw, err := item.write(i, thingID, mode, now)
 		if err != nil {
 			return err
 		}
-		writes = append(writes, store.StateWrite{ThingID: thingID, Aliases: aliases, Mode: store.StateReplace, At: at})
+		writes = append(writes, sw)
 	}
 	slices.SortStableFunc(writes, func(a, b store.StateWrite) int { return a.At.Compare(b.At) })
 	for _, sw := range writes {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -166,5 +167,118 @@ func TestEmbeddedHTTPStack(t *testing.T) {
 	got, err := e.st.States(context.Background(), o.ThingID)
 	if err != nil || len(got) != 1 || string(got[0].Body) != `{"on":true}` {
 		t.Fatalf("stored %v, %v", got, err)
+	}
+}
+
+// TestStatesBulk sends POST …/states-bulk as Kii's embedded SDK does, in
+// both of its forms, over REST and over MQTT: items are written oldest
+// first, each replacing (StateBulkUploadRequest) or merged into
+// (StatePatchBulkUploadRequest) the state, with generatedAt as its history
+// time, and the thing's triggers run after each item.
+func TestStatesBulk(t *testing.T) {
+	const (
+		bulk  = "application/vnd.kii.StateBulkUploadRequest+json"
+		patch = "application/vnd.kii.StatePatchBulkUploadRequest+json"
+		// initial is the state before the bulk upload; its AC.on is false.
+		initial = `{"AC":{"on":false,"temp":20},"Fan":{"speed":1}}`
+	)
+	type entry struct {
+		ms   int64
+		body string
+	}
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		code                    string
+		want                    string  // GET …/states afterwards
+		history                 []entry // of alias AC, generatedAt within 0..10 s
+		commands                int     // fired by "AC.on is true", checked after every item
+	}{
+		{"replace", bulk,
+			`{"states":[{"generatedAt":2000,"payload":{"AC":{"on":true}}},{"generatedAt":1000,"payload":{"AC":{"on":false},"Fan":{"speed":3}}}]}`,
+			204, "", `{"AC":{"on":true}}`, []entry{{1000, `{"on":false}`}, {2000, `{"on":true}`}}, 1},
+		{"replace each item", bulk,
+			`{"states":[{"generatedAt":1000,"payload":{"AC":{"on":true}}},{"generatedAt":2000,"payload":{"AC":{"temp":1}}}]}`,
+			204, "", `{"AC":{"temp":1}}`, []entry{{1000, `{"on":true}`}, {2000, `{"temp":1}`}}, 1},
+		{"patch", patch,
+			`{"states":[{"generatedAt":1000,"payload":{"AC":{"on":true}}},{"generatedAt":2000,"payload":{"AC":{"temp":25}}}]}`,
+			204, "", `{"AC":{"on":true,"temp":25},"Fan":{"speed":1}}`,
+			[]entry{{1000, `{"on":true,"temp":20}`}, {2000, `{"on":true,"temp":25}`}}, 2},
+		{"patch oldest first", patch,
+			`{"states":[{"generatedAt":2000,"payload":{"AC":{"temp":25}}},{"generatedAt":1000,"payload":{"AC":{"temp":22},"Lamp":{"on":true}}}]}`,
+			204, "", `{"AC":{"on":false,"temp":25},"Fan":{"speed":1},"Lamp":{"on":true}}`,
+			[]entry{{1000, `{"on":false,"temp":22}`}, {2000, `{"on":false,"temp":25}`}}, 0},
+		{"patch media type in any case", "application/vnd.kii.statepatchbulkuploadrequest+json; charset=utf-8",
+			`{"states":[{"generatedAt":1000,"payload":{"Fan":{"speed":5}}}]}`,
+			204, "", `{"AC":{"on":false,"temp":20},"Fan":{"speed":5}}`, nil, 0},
+		{"invented names", bulk,
+			`{"states":[{"timestamp":1000,"state":{"AC":{"on":true}}}]}`,
+			204, "", `{"AC":{"on":true}}`, []entry{{1000, `{"on":true}`}}, 1},
+		{"generatedAt and timestamp", bulk,
+			`{"states":[{"generatedAt":1000,"timestamp":1000,"payload":{"AC":{"on":true}}}]}`,
+			400, "INVALID_INPUT_DATA", initial, nil, 0},
+		{"payload and state", patch,
+			`{"states":[{"generatedAt":1000,"payload":{"AC":{"on":true}},"state":{"AC":{"on":true}}}]}`,
+			400, "INVALID_INPUT_DATA", initial, nil, 0},
+		{"bad item writes nothing", patch,
+			`{"states":[{"generatedAt":1000,"payload":{"AC":{"on":true}}},{"generatedAt":2000,"payload":{"AC":1}}]}`,
+			400, "INVALID_INPUT_DATA", initial, nil, 0},
+		{"empty alias", patch, `{"states":[{"payload":{"":{}}}]}`, 400, "INVALID_INPUT_DATA", initial, nil, 0},
+		{"negative generatedAt", patch, `{"states":[{"generatedAt":-1,"payload":{"AC":{}}}]}`, 400, "INVALID_INPUT_DATA", initial, nil, 0},
+		{"single patch type", "application/vnd.kii.MultipleTraitStatePatch+json",
+			`{"states":[{"payload":{"AC":{}}}]}`, 415, "UNSUPPORTED_MEDIA_TYPE", initial, nil, 0},
+	}
+	e := newEnv(t, withTriggers(""))
+	admin := e.appToken(testApp, testAppKey)
+	ctx := context.Background()
+	n := 0
+	for _, road := range []string{"REST", "MQTT"} {
+		for _, tt := range tests {
+			t.Run(road+"/"+tt.name, func(t *testing.T) {
+				n++
+				o := e.onboard(fmt.Sprintf("bulk-%d", n), "pw")
+				base := "/thing-if/apps/" + testApp + "/targets/thing:" + o.ThingID
+				check(t, e.do("PUT", base+"/states", initial, with(bearer(o.AccessToken), "Content-Type", "application/vnd.kii.MultipleTraitState+json")...), 204, "")
+				check(t, e.do("POST", base+"/triggers",
+					`{"predicate":{"eventSource":"STATES","condition":{"type":"eq","alias":"AC","field":"on","value":true},"triggersWhen":"CONDITIONS_ARE_SATISFIED"},`+
+						`"triggersWhat":"COMMAND","command":{"issuer":"user:u","actions":[{"AC":[{"cool":true}]}]}}`,
+					with(bearer(admin), "Content-Type", "application/json")...), 201, "")
+				pushesBefore := len(e.pusher.Calls())
+
+				switch road {
+				case "REST":
+					check(t, e.do("POST", base+"/states-bulk", tt.body, with(bearer(o.AccessToken), "Content-Type", tt.contentType)...), tt.status, tt.code)
+				case "MQTT":
+					caller := Caller{Broker: APIBroker, AppID: testApp, ThingID: o.ThingID}
+					topic := "p/" + o.MQTTEndpoint.MQTTTopic + base + "/states-bulk"
+					checkMQTT(t, e.mqtt(caller, topic, "POST\nContent-Type: "+tt.contentType+"\n\n"+tt.body), tt.status, tt.code)
+				}
+
+				r := e.do("GET", base+"/states", "", bearer(o.AccessToken)...)
+				check(t, r, 200, "")
+				var got, want any
+				r.decode(t, &got)
+				if err := json.Unmarshal([]byte(tt.want), &want); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("state %s (-want +got):\n%s", r.body, diff)
+				}
+				hist, err := e.st.StateHistory(ctx, o.ThingID, "AC", time.UnixMilli(0), time.UnixMilli(10_000), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var gotHist []entry
+				for _, s := range hist {
+					gotHist = append(gotHist, entry{s.ModifiedAt.UnixMilli(), string(s.Body)})
+				}
+				if diff := cmp.Diff(tt.history, gotHist, cmp.AllowUnexported(entry{})); diff != "" {
+					t.Fatalf("history of AC (-want +got):\n%s", diff)
+				}
+				if got, want := len(e.pusher.Calls())-pushesBefore, tt.commands; got != want {
+					t.Fatalf("trigger fired %d commands, want %d (one per item whose state has AC.on true)", got, want)
+				}
+			})
+		}
 	}
 }
