@@ -63,6 +63,27 @@ func updateThing(ctx context.Context, stmt *sql.Stmt, t store.Thing) error {
 	return nil
 }
 
+// UpdateVendorThingID changes a thing's vendorThingID and, when
+// u.PasswordHash is not empty, its password hash. The UNIQUE (app_id,
+// vendor_thing_id) constraint makes a taken vendorThingID store.ErrConflict.
+func (db *DB) UpdateVendorThingID(ctx context.Context, u store.VendorThingIDUpdate) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, db.ws.updateVendorID).ExecContext(ctx, u.VendorThingID,
+			u.PasswordHash, u.PasswordHash, millis(u.ModifiedAt), u.AppID, u.ThingID)
+		if err != nil {
+			return fmt.Errorf("update vendorThingID of %q: %w", u.ThingID, translate(err))
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("update vendorThingID of %q: %w", u.ThingID, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("update vendorThingID of %q: %w", u.ThingID, store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
 func insertThing(ctx context.Context, stmt *sql.Stmt, t store.Thing) error {
 	if _, err := stmt.ExecContext(ctx, t.ID, t.AppID, t.VendorThingID, t.PasswordHash, t.ThingType,
 		t.FirmwareVersion, t.LayoutPosition, jsonArg(t.Properties), t.DataGroupingInterval,

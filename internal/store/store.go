@@ -64,6 +64,19 @@ type Thing struct {
 	ModifiedAt           time.Time
 }
 
+// VendorThingIDUpdate is a change of a thing's vendorThingID (Kii's PUT
+// …/things/{ID}/vendor-thing-id), the one change of a thing's identity
+// besides onboarding.
+type VendorThingIDUpdate struct {
+	AppID         string
+	ThingID       string
+	VendorThingID string // the new one, unique within the app
+	// PasswordHash, if not empty, replaces the thing's password hash
+	// (secret.HashPassword); empty keeps the password.
+	PasswordHash string
+	ModifiedAt   time.Time
+}
+
 // Installation is one MQTT endpoint issued to a thing: the credentials and
 // topic it uses on the API broker. Onboarding over MQTT keeps one
 // installation per thing and rotates its password; the REST path creates one
@@ -212,6 +225,11 @@ type Store interface {
 	// UpdateThing replaces the mutable fields of an existing thing (see
 	// Onboarding.Thing). ErrNotFound if it does not exist.
 	UpdateThing(ctx context.Context, t Thing) error
+	// UpdateVendorThingID changes a thing's vendorThingID and, when
+	// u.PasswordHash is not empty, its password hash. ErrNotFound if the
+	// thing does not exist, ErrConflict (and nothing changed) if another
+	// thing of the app has that vendorThingID.
+	UpdateVendorThingID(ctx context.Context, u VendorThingIDUpdate) error
 	// SaveOnboarding stores one onboarding atomically.
 	SaveOnboarding(ctx context.Context, o Onboarding) error
 

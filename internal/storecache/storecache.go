@@ -173,6 +173,13 @@ func (c *Store) UpdateThing(ctx context.Context, t store.Thing) error {
 	return c.Store.UpdateThing(ctx, t)
 }
 
+// UpdateVendorThingID implements store.Store. The cached thing carries the
+// vendorThingID and password hash, so it is dropped.
+func (c *Store) UpdateVendorThingID(ctx context.Context, u store.VendorThingIDUpdate) error {
+	defer c.things.drop(thingKey{u.AppID, u.ThingID})
+	return c.Store.UpdateVendorThingID(ctx, u)
+}
+
 // SaveOnboarding implements store.Store. The installation is cached as it
 // is stored: a thing connects to the API broker right after it onboarded.
 func (c *Store) SaveOnboarding(ctx context.Context, o store.Onboarding) error {

@@ -223,6 +223,30 @@ func TestThingInvalidatedByUpdate(t *testing.T) {
 	}
 }
 
+func TestThingInvalidatedByVendorThingIDUpdate(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	if err := f.c.SaveOnboarding(ctx, onboarding("th.1", "in1", "user1", true)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.c.Thing(ctx, "app1", "th.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := store.VendorThingIDUpdate{AppID: "app1", ThingID: "th.1", VendorThingID: "renamed", PasswordHash: "new-hash"}
+	if err := f.c.UpdateVendorThingID(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.c.Thing(ctx, "app1", "th.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.VendorThingID != "renamed" || got.PasswordHash != "new-hash" {
+		t.Fatalf("after UpdateVendorThingID: %q %q (was %q %q), want the new ones",
+			got.VendorThingID, got.PasswordHash, before.VendorThingID, before.PasswordHash)
+	}
+}
+
 func TestTTLAndBound(t *testing.T) {
 	f := newFixture(t, storecache.Config{TTL: time.Minute, MaxEntries: 2})
 	ctx := t.Context()

@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ThingNotFound", testThingNotFound},
 		{"ThingConflicts", testThingConflicts},
 		{"UpdateThing", testUpdateThing},
+		{"UpdateVendorThingID", testUpdateVendorThingID},
 		{"SaveOnboardingNewThing", testSaveOnboardingNewThing},
 		{"SaveOnboardingExistingThing", testSaveOnboardingExistingThing},
 		{"SaveOnboardingAtomic", testSaveOnboardingAtomic},

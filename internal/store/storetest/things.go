@@ -400,3 +400,68 @@ func testDeleteToken(t *testing.T, s store.Store) {
 	_, err = s.Token(ctx, "tok2")
 	must(t, "other token kept", err)
 }
+
+func testUpdateVendorThingID(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "PutApp", s.PutApp(ctx, newApp("app2")))
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+	must(t, "SaveOnboarding app2", s.SaveOnboarding(ctx, onboarding("app2", "th.3", "v-new", "in3", "tok3")))
+	orig, err := s.Thing(ctx, "app1", "th.1")
+	must(t, "Thing", err)
+
+	// A vendorThingID taken in another app is free in this one; the new
+	// password hash replaces the old.
+	must(t, "UpdateVendorThingID", s.UpdateVendorThingID(ctx, store.VendorThingIDUpdate{
+		AppID: "app1", ThingID: "th.1", VendorThingID: "v-new", PasswordHash: "$argon2id$new", ModifiedAt: at(50)}))
+	want := orig
+	want.VendorThingID, want.PasswordHash, want.ModifiedAt = "v-new", "$argon2id$new", at(50)
+	got, err := s.Thing(ctx, "app1", "th.1")
+	must(t, "Thing", err)
+	diff(t, "thing after the change", got, want)
+	got, err = s.ThingByVendorID(ctx, "app1", "v-new")
+	must(t, "ThingByVendorID new", err)
+	diff(t, "thing by its new vendorThingID", got, want)
+	_, err = s.ThingByVendorID(ctx, "app1", "v1")
+	wantErr(t, "ThingByVendorID old", err, store.ErrNotFound)
+	got, err = s.ThingByVendorID(ctx, "app2", "v-new")
+	must(t, "ThingByVendorID other app", err)
+	if got.ID != "th.3" {
+		t.Fatalf("ThingByVendorID(app2, v-new).ID=%q, want th.3", got.ID)
+	}
+
+	// Without a password hash the password stays; the same vendorThingID
+	// again is no conflict.
+	must(t, "UpdateVendorThingID same ID", s.UpdateVendorThingID(ctx, store.VendorThingIDUpdate{
+		AppID: "app1", ThingID: "th.1", VendorThingID: "v-new", ModifiedAt: at(51)}))
+	got, err = s.Thing(ctx, "app1", "th.1")
+	must(t, "Thing", err)
+	if got.PasswordHash != "$argon2id$new" || got.ModifiedAt != at(51) {
+		t.Fatalf("after a change without password: hash %q, modified %v", got.PasswordHash, got.ModifiedAt)
+	}
+
+	// Another thing's vendorThingID: a conflict, nothing changed.
+	err = s.UpdateVendorThingID(ctx, store.VendorThingIDUpdate{
+		AppID: "app1", ThingID: "th.1", VendorThingID: "v2", PasswordHash: "$argon2id$x", ModifiedAt: at(52)})
+	wantErr(t, "UpdateVendorThingID taken", err, store.ErrConflict)
+	got, err = s.Thing(ctx, "app1", "th.1")
+	must(t, "Thing", err)
+	if got.VendorThingID != "v-new" || got.PasswordHash != "$argon2id$new" {
+		t.Fatalf("after a conflict: %q %q, want unchanged", got.VendorThingID, got.PasswordHash)
+	}
+
+	// The old vendorThingID is free for a new thing.
+	must(t, "SaveOnboarding of the freed vendorThingID", s.SaveOnboarding(ctx, onboarding("app1", "th.4", "v1", "in4", "tok4")))
+	got, err = s.ThingByVendorID(ctx, "app1", "v1")
+	must(t, "ThingByVendorID freed", err)
+	if got.ID != "th.4" {
+		t.Fatalf("ThingByVendorID(app1, v1).ID=%q, want th.4", got.ID)
+	}
+
+	for _, u := range []store.VendorThingIDUpdate{
+		{AppID: "app1", ThingID: "th.nope", VendorThingID: "v-x"},
+		{AppID: "app2", ThingID: "th.1", VendorThingID: "v-x"},
+	} {
+		wantErr(t, "UpdateVendorThingID "+u.AppID+"/"+u.ThingID, s.UpdateVendorThingID(ctx, u), store.ErrNotFound)
+	}
+}
