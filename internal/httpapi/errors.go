@@ -64,6 +64,7 @@ var (
 	errEndNodeNotFound   = &apiError{http.StatusNotFound, "END_NODE_NOT_FOUND", "EndNodeNotFound", "the thing is not an end node of this gateway"}
 	errUserAlreadyExists = &apiError{http.StatusConflict, "USER_ALREADY_EXISTS", "UserAlreadyExists", "the user exists"}
 	errOwnershipExists   = &apiError{http.StatusConflict, "THING_OWNERSHIP_ALREADY_EXISTS", "ThingOwnershipAlreadyExists", "the thing has another owner"}
+	errThingExists       = &apiError{http.StatusConflict, "THING_ALREADY_EXISTS", "ThingAlreadyExists", "another thing has this vendorThingID"}
 )
 
 // Error implements error.

@@ -30,6 +30,12 @@ func (h *Handler) routeTable() []route {
 		{usersPrefix + "/{user}", methods{http.MethodGet: h.getUser}},
 		{groupsPrefix, methods{http.MethodPost: h.postGroup}},
 		{groupsPrefix + "/{group}", methods{http.MethodGet: h.getGroup}},
+		// Kii's SDKs call the vendor-thing-id API under /api/apps (Kii
+		// Cloud's thing API); it is under /thing-if/apps below too.
+		{apiPrefix + "/things/{thing}/vendor-thing-id", methods{
+			http.MethodGet: h.getVendorThingID,
+			http.MethodPut: h.putVendorThingID,
+		}},
 
 		{thingIFPrefix + "/onboardings", methods{http.MethodPost: h.postOnboarding}},
 
@@ -69,6 +75,10 @@ func (h *Handler) routeTable() []route {
 		{thingPrefix + "/thing-type", methods{
 			http.MethodGet: h.getThingField(thingTypeField),
 			http.MethodPut: h.putThingField(thingTypeField),
+		}},
+		{thingPrefix + "/vendor-thing-id", methods{
+			http.MethodGet: h.getVendorThingID,
+			http.MethodPut: h.putVendorThingID,
 		}},
 		{thingPrefix + "/properties", methods{
 			http.MethodGet: h.getThingProperties,

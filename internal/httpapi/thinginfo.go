@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
 )
 
@@ -199,6 +200,83 @@ func (h *Handler) putThingProperties(w http.ResponseWriter, r *http.Request) err
 	t.ModifiedAt = h.cfg.Now()
 	if err := h.store.UpdateThing(r.Context(), t); err != nil {
 		return fmt.Errorf("update thing: %w", err)
+	}
+	writeNoContent(w)
+	return nil
+}
+
+// mediaVendorThingIDUpdate is the content type Kii's SDKs send with PUT
+// …/things/{thingID}/vendor-thing-id, lower case.
+const mediaVendorThingIDUpdate = "application/vnd.kii.vendorthingidupdaterequest+json"
+
+// maxVendorThingIDLen bounds a new vendorThingID, in bytes: Kii allowed
+// 200 characters.
+const maxVendorThingIDLen = 200
+
+// getVendorThingID answers {"_vendorThingID":"…"} to the thing itself, its
+// owner or the app admin (those who may read its firmware version). Kii's
+// SDKs call it at /api/apps/{app}/things/{thingID}/vendor-thing-id; it is
+// served under /thing-if/apps/{app}/ too.
+func (h *Handler) getVendorThingID(w http.ResponseWriter, r *http.Request) error {
+	p, err := h.principal(r)
+	if err != nil {
+		return err
+	}
+	t, err := h.loadThing(r.Context(), p, r.PathValue("thing"), errThingNotFound)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		VendorThingID string `json:"_vendorThingID"`
+	}{t.VendorThingID})
+	return nil
+}
+
+// putVendorThingID changes the thing's vendorThingID and, when _password is
+// given, its password, from {"_vendorThingID":"…","_password":"…"}. A
+// vendorThingID another thing of the app has is 409 THING_ALREADY_EXISTS.
+// Tokens and endpoints already issued keep working. 204.
+func (h *Handler) putVendorThingID(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	p, err := h.principal(r)
+	if err != nil {
+		return err
+	}
+	t, err := h.loadThing(ctx, p, r.PathValue("thing"), errThingNotFound)
+	if err != nil {
+		return err
+	}
+	if mt := mediaType(r); mt != "" && mt != contentTypeJSON && mt != mediaVendorThingIDUpdate {
+		return errUnsupportedMediaType.with("vendor-thing-id takes application/json or application/vnd.kii.VendorThingIDUpdateRequest+json")
+	}
+	var req struct {
+		VendorThingID *string `json:"_vendorThingID"`
+		Password      *string `json:"_password"`
+	}
+	if err := h.readObject(w, r, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.VendorThingID == nil || *req.VendorThingID == "":
+		return errInvalidInput.with("_vendorThingID must be a non-empty string")
+	case len(*req.VendorThingID) > maxVendorThingIDLen:
+		return errInvalidInput.with("_vendorThingID is longer than %d bytes", maxVendorThingIDLen)
+	case req.Password != nil && *req.Password == "":
+		return errInvalidInput.with("_password must not be empty when given")
+	}
+	u := store.VendorThingIDUpdate{AppID: t.AppID, ThingID: t.ID, VendorThingID: *req.VendorThingID, ModifiedAt: h.cfg.Now()}
+	if req.Password != nil {
+		if u.PasswordHash, err = secret.HashPassword(*req.Password, h.cfg.PasswordCost); err != nil {
+			return fmt.Errorf("hash thing password: %w", err)
+		}
+	}
+	switch err := h.store.UpdateVendorThingID(ctx, u); {
+	case errors.Is(err, store.ErrConflict):
+		return errThingExists.with("another thing of the app has vendorThingID %s", u.VendorThingID)
+	case errors.Is(err, store.ErrNotFound):
+		return errThingNotFound.with("thing %s does not exist", t.ID)
+	case err != nil:
+		return fmt.Errorf("update vendorThingID: %w", err)
 	}
 	writeNoContent(w)
 	return nil
