@@ -34,6 +34,8 @@
 //     METHOD_NOT_ALLOWED, a body over Config.MaxBodyBytes 413
 //     REQUEST_ENTITY_TOO_LARGE, a wrong content type 415
 //     UNSUPPORTED_MEDIA_TYPE; all as JSON errors.
+//   - PUT …/things/{thingID}/vendor-thing-id to a vendorThingID another
+//     thing of the app has is 409 THING_ALREADY_EXISTS.
 //   - A request that needs a body and has none (zero bytes) is 400
 //     EMPTY_BODY, as Kii answered it (PROTOCOL.md §8).
 package httpapi
