@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,10 +120,7 @@ func TestServeSignals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "thingif")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			cmd := exec.Command(bin, loopbackArgs(t.TempDir())...)
@@ -157,6 +157,104 @@ func TestServeSignals(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				cmd.Process.Kill()
 				t.Fatalf("no exit after %v", sig)
+			}
+		})
+	}
+}
+
+// buildBinary builds thingif into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "thingif")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// withFlag returns args with the value of --name replaced.
+func withFlag(args []string, name, value string) []string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == "--"+name && i+1 < len(out) {
+			out[i+1] = value
+			return out
+		}
+	}
+	return append(out, "--"+name, value)
+}
+
+// TestServeStartFailure: the real binary, failing to start, prints one line
+// on stderr naming what failed (no panic, no goroutine dump) and exits
+// non-zero.
+func TestServeStartFailure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+
+	// A server that holds its data directory, for the second to find.
+	lockedDir := t.TempDir()
+	first := exec.Command(bin, loopbackArgs(lockedDir)...)
+	stderr, err := first.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		first.Process.Signal(syscall.SIGTERM)
+		first.Wait()
+	}()
+	ch := make(chan []byte, 1024)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			ch <- append(sc.Bytes(), '\n')
+		}
+		close(ch)
+	}()
+	waitReady(t, ch)
+	go func() {
+		for range ch {
+		}
+	}()
+
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"port in use", withFlag(loopbackArgs(t.TempDir()), "onboard-tcp", held.Addr().String()),
+			"thingif: onboard-tcp " + held.Addr().String() + ": address already in use"},
+		{"https port in use", withFlag(loopbackArgs(t.TempDir()), "https", held.Addr().String()),
+			"thingif: https " + held.Addr().String() + ": address already in use"},
+		{"data dir in use", loopbackArgs(lockedDir),
+			fmt.Sprintf("thingif: data dir %s: in use by another thingif (pid %d)", lockedDir, first.Process.Pid)},
+		{"missing certificate", withFlag(withFlag(loopbackArgs(t.TempDir()), "tls-cert", missing), "tls-key", missing),
+			"thingif: tls certificate " + missing + ": no such file or directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			cmd := exec.Command(bin, c.args...)
+			cmd.Stdout, cmd.Stderr = &out, &errOut
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("exit: %v, want a non-zero exit status", err)
+			}
+			if got, want := errOut.String(), c.want+"\n"; got != want {
+				t.Errorf("stderr %q, want %q", got, want)
+			}
+			if s := errOut.String() + out.String(); strings.Contains(s, "panic") || strings.Contains(s, "goroutine") {
+				t.Errorf("a panic:\n%s", s)
 			}
 		})
 	}

@@ -123,7 +123,9 @@ func newMochi(c *Config) *mqtt.Server {
 	return mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		// mochi logs its life cycle at info level; thingif logs its own.
-		Logger:                  slog.New(minLevel{c.Logger.Handler(), slog.LevelWarn}),
+		// Its records carry whole packets, credentials and all: they are
+		// redacted (logging.go).
+		Logger:                  slog.New(minLevel{redactHandler{c.Logger.Handler()}, slog.LevelWarn}),
 		SysTopicResendInterval:  math.MaxInt32, // nobody may subscribe to $SYS
 		ClientNetReadBufferSize: 1024,
 		// Writes go straight to the socket when nothing is queued; the

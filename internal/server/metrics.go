@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -199,7 +198,8 @@ func (t timedStore) WriteStates(ctx context.Context, w store.StateWrite) error {
 
 // opsHandler serves /metrics, /healthz and /readyz in front of the API.
 // /healthz answers 200 while the process serves; /readyz answers 200 when
-// every listener is up and the store answers a read, 503 otherwise.
+// every listener is up and the store answers a read and takes writes, 503
+// with the reason otherwise (notReady).
 func (s *Server) opsHandler(api http.Handler) http.Handler {
 	// A plain switch, not a ServeMux: a mux would redirect unclean paths,
 	// which the API answers itself (404).
@@ -219,24 +219,63 @@ func (s *Server) opsHandler(api http.Handler) http.Handler {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Write([]byte("ok\n"))
 		case "/readyz":
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
-			if !s.ready.Load() {
+			w.Header().Set("Content-Type", "application/json")
+			reason := s.notReady(ctx)
+			if reason != "" {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				w.Write([]byte("starting\n"))
+				json.NewEncoder(w).Encode(readyAnswer{Status: "not ready", Reason: reason})
 				return
 			}
-			if _, err := s.store.Apps(ctx); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				w.Write([]byte("store unavailable\n"))
-				return
-			}
-			w.Write([]byte("ready\n"))
+			json.NewEncoder(w).Encode(readyAnswer{Status: "ready"})
 		default:
 			api.ServeHTTP(w, r)
 		}
 	})
+}
+
+// readyAnswer is the JSON body of /readyz.
+type readyAnswer struct {
+	Status string `json:"status"`           // "ready" or "not ready"
+	Reason string `json:"reason,omitempty"` // why not
+}
+
+// probeEvery bounds the probe writes /readyz makes while store writes fail.
+const probeEvery = time.Second
+
+// notReady returns why the server should get no traffic, or "" if it
+// should:
+//   - "starting" or "stopping": New has not finished, or Close has begun;
+//   - "store unavailable": a read of the store fails;
+//   - "store writes failing: disk full" (or "read-only", "I/O error"): a
+//     write failed for want of a writable disk (sqlite.DB.WriteErr), and no
+//     probe has found the disk writable since. While it is so, /readyz
+//     itself probes (sqlite.DB.ProbeWrite: a 1 MiB scratch file and a
+//     SQLite commit), at most once per probeEvery, so that readiness comes
+//     back when the disk does, with no traffic needed.
+func (s *Server) notReady(ctx context.Context) string {
+	if !s.ready.Load() {
+		return "starting or stopping"
+	}
+	if _, err := s.store.Apps(ctx); err != nil {
+		return "store unavailable"
+	}
+	if s.db.WriteErr() == nil {
+		return ""
+	}
+	if s.probe.TryLock() {
+		if time.Since(s.probed) >= probeEvery {
+			s.probed = time.Now()
+			_ = s.db.ProbeWrite(ctx) // noted by the store like any write
+		}
+		s.probe.Unlock()
+	}
+	var ioErr *sqlite.IOError
+	if errors.As(s.db.WriteErr(), &ioErr) {
+		return "store writes failing: " + ioErr.Kind
+	}
+	return ""
 }
 
 // loopback reports whether a request's remote address is on this machine.
@@ -267,7 +306,7 @@ func (s *Server) listenPprof(addr string) error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("pprof: %w", err)
+		return listenError("pprof", addr, err)
 	}
 	s.addrs = append(s.addrs, Addr{Name: "pprof", Addr: ln.Addr()})
 	s.pprof = &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -175,6 +176,13 @@ type Server struct {
 	onboard *broker.Onboarding
 	api     *broker.API
 	rest    []*http.Server
+	// brokerLns are every bound broker listener, for Close to close those
+	// a failed New never handed to a broker.
+	brokerLns []*broker.Listener
+	// db is the SQLite store under the cache; lock holds the data
+	// directory (lock.go).
+	db   *sqlite.DB
+	lock *dirLock
 
 	addrs []Addr
 	// DevApp is the development app created on first start when no app
@@ -185,7 +193,11 @@ type Server struct {
 
 	metrics *serverMetrics
 	ready   atomic.Bool
-	pprof   *http.Server
+	// probe serialises /readyz's probe writes; probed is the last one's
+	// time (notReady).
+	probe  sync.Mutex
+	probed time.Time
+	pprof  *http.Server
 }
 
 // Addr is one bound listener.
@@ -204,19 +216,34 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s = &Server{cfg: cfg, log: cfg.Logger, metrics: newServerMetrics()}
+	// Every error return below sets s to nil: the cleanup works on srv.
+	// Close undoes whatever was started, so that a failed New leaves no
+	// listener, goroutine, open store or lock behind.
+	srv := s
 	defer func() {
 		if err != nil {
-			s.Close(context.Background())
+			srv.Close(context.Background())
 		}
 	}()
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+	if err := os.MkdirAll(cfg.DataDir, privateDir); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, pathReason(err))
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "thingif.db"))
+	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := tightenFiles(cfg.DataDir, s.log); err != nil {
+		return nil, err
+	}
+	dbPath := filepath.Join(cfg.DataDir, "thingif.db")
+	// The store's warnings and errors (a tightened file mode, writes
+	// failing) are logged; its info records (migrations) are not, as before.
+	dbLog := slog.New(minLevel{s.log.Handler(), slog.LevelWarn}).With("component", "sqlite")
+	db, err := sqlite.OpenConfig(ctx, sqlite.Config{Path: dbPath, Logger: dbLog})
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, fmt.Errorf("store %s: %w", dbPath, err)
 	}
+	s.db = db
 	// The cache sits outside the timing: thingif_store_seconds times the
 	// calls that reach SQLite.
 	s.cache = storecache.New(timedStore{Store: db, m: s.metrics}, storecache.Config{})
@@ -233,10 +260,11 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	listen := func(name string, t broker.Transport, addr string) (*broker.Listener, error) {
 		l, err := broker.Listen(t, addr, tlsConf)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, listenError(name, addr, err)
 		}
 		if l != nil {
 			s.addrs = append(s.addrs, Addr{Name: name, Addr: l.Addr()})
+			s.brokerLns = append(s.brokerLns, l)
 		}
 		return l, nil
 	}
@@ -253,12 +281,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	} {
 		l, err := listen(spec.name, spec.t, spec.addr)
 		if err != nil {
-			for _, l := range append(onboardLns[:], apiLns[:]...) {
-				if l != nil {
-					l.Close(func(string) {})
-				}
-			}
-			return nil, err
+			return nil, err // Close closes the ones bound so far
 		}
 		if i < 4 {
 			onboardLns[i] = l
@@ -336,6 +359,24 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	return s, nil
 }
 
+// minLevel drops records below a level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}
+
 type handlerRef struct{ h http.Handler }
 
 func (r *handlerRef) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.h.ServeHTTP(w, req) }
@@ -346,7 +387,7 @@ func (s *Server) listenREST(name, addr string, tlsConf *tls.Config) error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return listenError(name, addr, err)
 	}
 	s.addrs = append(s.addrs, Addr{Name: name, Addr: ln.Addr()})
 	var l net.Listener = lingerListener{Listener: ln, linger: time.Second}
@@ -424,10 +465,27 @@ func (s *Server) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("close api broker: %w", err))
 		}
 	}
+	// Listeners a failed New bound but gave no broker; the brokers have
+	// closed their own, and closing one again does nothing.
+	for _, l := range s.brokerLns {
+		l.Close(nil)
+	}
 	s.stopAppSide()
-	if s.store != nil {
+	switch {
+	case s.store != nil:
 		if err := s.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	case s.db != nil: // New failed before the cache was made
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	// The lock goes last: the next server may open the store once it is
+	// free.
+	if s.lock != nil {
+		if err := s.lock.release(); err != nil {
+			errs = append(errs, fmt.Errorf("release data dir lock: %w", err))
 		}
 	}
 	if len(errs) > 0 {
@@ -495,7 +553,7 @@ func (s *Server) ensureApps(ctx context.Context) error {
 		return err
 	}
 	b, _ := json.Marshal(a)
-	if err := writeFile(path, b, 0o600); err != nil {
+	if err := writeFile(path, b, privateFile); err != nil {
 		return fmt.Errorf("write %s: %w", devAppFile, err)
 	}
 	s.DevApp = &a

@@ -27,9 +27,17 @@ type certificate struct {
 }
 
 func (c *certificate) load() error {
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	certPEM, err := os.ReadFile(c.certFile)
 	if err != nil {
-		return fmt.Errorf("load certificate: %w", err)
+		return fmt.Errorf("tls certificate %s: %w", c.certFile, pathReason(err))
+	}
+	keyPEM, err := os.ReadFile(c.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls key %s: %w", c.keyFile, pathReason(err))
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("tls certificate %s and key %s: %w", c.certFile, c.keyFile, err)
 	}
 	c.mu.Lock()
 	c.cert = &cert
@@ -74,7 +82,7 @@ func selfSigned(dir string, hosts []string) (certFile, keyFile string, err error
 	if !errors.Is(errC, os.ErrNotExist) && errC != nil {
 		return "", "", errC
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, privateDir); err != nil {
 		return "", "", fmt.Errorf("certificate dir: %w", err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -109,10 +117,10 @@ func selfSigned(dir string, hosts []string) (certFile, keyFile string, err error
 	if err != nil {
 		return "", "", fmt.Errorf("marshal key: %w", err)
 	}
-	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := writeFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), privateFile); err != nil {
 		return "", "", err
 	}
-	if err := writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := writeFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), privateFile); err != nil {
 		return "", "", err
 	}
 	return certFile, keyFile, nil

@@ -156,6 +156,7 @@ func (db *DB) MarkDelivered(ctx context.Context, thingID, id string, at time.Tim
 		return notFound(tx.QueryRowContext(ctx, `SELECT 1 FROM commands WHERE thing_id = ? AND id = ?`, thingID, id).Scan(&one),
 			fmt.Sprintf("command %q", id))
 	})
+	db.health.note(err)
 	if err != nil {
 		return false, fmt.Errorf("mark command %q delivered: %w", id, err)
 	}

@@ -51,7 +51,9 @@ const (
 // a default.
 type Config struct {
 	// Path is the database file. Its parent directory is created (mode
-	// 0700) if missing. Required; ":memory:" is not supported because the
+	// 0700) if missing; the file is created with mode 0600 (and so are its
+	// -wal and -shm files), and an existing one readable by group or others
+	// is tightened to 0600 with a warning. Required; ":memory:" is not supported because the
 	// reader and writer connections must share one database.
 	Path string
 	// Logger receives the store's logs. If nil, logs are discarded.
@@ -108,7 +110,8 @@ func (c Config) Validate() error {
 // DB is a store.Store backed by one SQLite database file. It is safe for
 // concurrent use.
 type DB struct {
-	log *slog.Logger
+	log  *slog.Logger
+	path string
 	// w is the single writer connection; r the pool of read-only ones.
 	w, r *sql.DB
 	ws   writeStmts
@@ -117,12 +120,16 @@ type DB struct {
 	wr *writer
 	// cp checkpoints the WAL off the writer (checkpoint.go).
 	cp *checkpointer
+	// health marks writes failing for want of a writable disk (health.go).
+	health writeHealth
 }
 
 // write runs fn in the writer's next transaction and returns its error, or
 // the transaction's if the commit failed. See writer.go.
 func (db *DB) write(ctx context.Context, fn writeFunc) error {
-	return db.wr.write(ctx, fn)
+	err := db.wr.write(ctx, fn)
+	db.health.note(err)
+	return err
 }
 
 // exec runs one statement as a write.
@@ -182,6 +189,9 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create directory: %w", err)
 	}
+	if err := prepareFiles(cfg.Path, log); err != nil {
+		return nil, err
+	}
 
 	common := url.Values{}
 	common.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
@@ -204,7 +214,8 @@ func OpenConfig(ctx context.Context, cfg Config) (*DB, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 
-	db := &DB{log: log, w: w}
+	db := &DB{log: log, w: w, path: cfg.Path}
+	db.health.log = log
 	if err := db.checkWAL(ctx); err != nil {
 		w.Close()
 		return nil, err
