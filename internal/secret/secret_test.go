@@ -141,7 +141,10 @@ func TestHashGate(t *testing.T) {
 	}{
 		{"hash", func(ctx context.Context) error { _, err := HashPasswordContext(ctx, "pw", cheap); return err }},
 		{"verify", func(ctx context.Context) error { _, err := VerifyPasswordContext(ctx, h, "pw"); return err }},
-		{"verifier check", func(ctx context.Context) error { _, _, err := NewVerifier(VerifierConfig{Cost: cheap}).Check(ctx, h, "pw"); return err }},
+		{"verifier check", func(ctx context.Context) error {
+			_, _, err := NewVerifier(VerifierConfig{Cost: cheap}).Check(ctx, h, "pw")
+			return err
+		}},
 	}
 	for _, op := range ops {
 		t.Run(op.name+" waits for a slot", func(t *testing.T) {
