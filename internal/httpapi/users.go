@@ -112,7 +112,7 @@ func (h *Handler) userToken(w http.ResponseWriter, r *http.Request, app store.Ap
 		return fmt.Errorf("load user: %w", err)
 	}
 	// Unknown user and wrong password answer alike.
-	if err != nil || !h.thingPasswords.Verify(u.PasswordHash, req.Password) {
+	if err != nil || !h.verify.Verify(u.PasswordHash, req.Password) {
 		h.limitFail(addrKey)
 		return errInvalidGrant
 	}

@@ -23,6 +23,7 @@ type writeStmts struct {
 	putApp             *sql.Stmt
 	insertThing        *sql.Stmt
 	updateThing        *sql.Stmt
+	rehashThing        *sql.Stmt
 	putInstallation    *sql.Stmt
 	deleteInstallation *sql.Stmt
 	putToken           *sql.Stmt
@@ -68,6 +69,7 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.ws.insertThing, `INSERT INTO things (` + thingCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&db.ws.updateThing, `UPDATE things SET thing_type = ?, firmware_version = ?, layout_position = ?,
 			properties = ?, data_grouping_interval = ?, modified_at = ? WHERE app_id = ? AND id = ?`},
+		{&db.ws.rehashThing, `UPDATE things SET password_hash = ? WHERE app_id = ? AND id = ?`},
 		{&db.ws.putInstallation, `INSERT INTO installations (` + installationCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET app_id = excluded.app_id, thing_id = excluded.thing_id,
 			device_type = excluded.device_type, mqtt_topic = excluded.mqtt_topic, username = excluded.username,
@@ -134,7 +136,7 @@ func (db *DB) prepare(ctx context.Context) error {
 }
 
 func (s *writeStmts) close() error {
-	return closeStmts(s.putApp, s.insertThing, s.updateThing, s.putInstallation, s.deleteInstallation,
+	return closeStmts(s.putApp, s.insertThing, s.updateThing, s.rehashThing, s.putInstallation, s.deleteInstallation,
 		s.putToken, s.deleteToken, s.countPending, s.createCommand, s.markDelivered, s.setActionResults,
 		s.deleteStates, s.deleteOtherStates, s.stateBody, s.upsertState, s.insertHistory)
 }
