@@ -149,12 +149,6 @@ func (h *Handler) limitFail(keys ...string) {
 	}
 }
 
-// limitSucceed records the right credential for key.
-func (h *Handler) limitSucceed(key string) {
-	if h.cfg.Limiter != nil {
-		h.cfg.Limiter.Succeed(key)
-	}
-}
 
 // maxPending is the bound CreateCommand enforces on a thing's commands not
 // yet delivered, so that commands for a thing that never connects cannot

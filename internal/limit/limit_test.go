@@ -2,6 +2,7 @@ package limit
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -205,5 +206,23 @@ func TestMaxTrusted(t *testing.T) {
 	l.SucceedFrom("k4", "a")
 	if !l.Trusted("k1", "a") || l.Trusted("k2", "a") {
 		t.Fatal("a refreshed key was dropped before an older one")
+	}
+}
+
+// BenchmarkTrustedMemory reports the heap per key when DefaultMaxTrusted
+// keys each trust one address, with keys shaped like the handler's.
+func BenchmarkTrustedMemory(b *testing.B) {
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		l := New(Config{})
+		for i := range DefaultMaxTrusted {
+			l.SucceedFrom(fmt.Sprintf("thing-password|app1|id|th.%024x", i), fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(l.TrustedLen()), "bytes/key")
+		runtime.KeepAlive(l)
 	}
 }
