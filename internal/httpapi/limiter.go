@@ -149,7 +149,6 @@ func (h *Handler) limitFail(keys ...string) {
 	}
 }
 
-
 // maxPending is the bound CreateCommand enforces on a thing's commands not
 // yet delivered, so that commands for a thing that never connects cannot
 // fill the store.
