@@ -60,7 +60,8 @@ start_thingif() {
 	"$T" serve --data "$data" --app bench:bench-key --public-host 127.0.0.1 \
 		--onboard-tcp 127.0.0.1:$PORT_OB --onboard-tls '' --onboard-ws '' --onboard-wss '' \
 		--mqtt-tcp 127.0.0.1:$PORT_API --mqtt-tls '' --mqtt-ws '' --mqtt-wss '' \
-		--http 127.0.0.1:$PORT_HTTP --https '' --pprof 127.0.0.1:$PORT_PPROF --log-level warn "$@" \
+		--http 127.0.0.1:$PORT_HTTP --https '' --pprof 127.0.0.1:$PORT_PPROF --log-level warn \
+		--registrations-per-addr -1 --registrations-per-app -1 "$@" \
 		>"$work/serve.log" 2>&1 &
 	SERVE=$!; pids+=("$SERVE"); wait_port $PORT_HTTP
 }
@@ -129,7 +130,7 @@ f=$(mktemp)
 	echo "|---|---:|---:|---:|---|"
 	echo "| server memory per connected thing, $N_CONNECT idle (RSS) | $(m connect-thingif 'server RSS per connection' | xargs printf '%.1f') KiB | mosquitto $(m connect-mosquitto 'server RSS per connection' | xargs printf '%.1f') KiB, mochi $(m connect-mochi 'server RSS per connection' | xargs printf '%.1f') KiB | $(ratio "$(m connect-thingif 'server RSS per connection')" "$(m connect-mochi 'server RSS per connection')") × mochi | ≤ 10 KiB |"
 	echo "| API-broker connects/s (CONNECT + SUBSCRIBE) | $(m connect-thingif 'connects/s (CONNECT+SUBSCRIBE)' | xargs printf '%.0f') | mosquitto $(m connect-mosquitto 'connects/s (CONNECT+SUBSCRIBE)' | xargs printf '%.0f'), mochi $(m connect-mochi 'connects/s (CONNECT+SUBSCRIBE)' | xargs printf '%.0f') | | ≥ 5,000 |"
-	echo "| onboardings/s, default hashing (argon2id 1 MiB, 1 pass), C=$C_ONBOARD | $(m onboard-thingif 'onboardings/s' | xargs printf '%.0f') | with --password-hash-memory 64: $(m onboard-thingif-cheap-hash 'onboardings/s' | xargs printf '%.0f') | | ≥ 500 |"
+	echo "| first onboardings/s, default hashing (argon2id 19 MiB, 2 passes), C=$C_ONBOARD | $(m onboard-thingif 'onboardings/s' | xargs printf '%.0f') | with --password-hash-memory 64: $(m onboard-thingif-cheap-hash 'onboardings/s' | xargs printf '%.0f') | | ≥ 500 |"
 	P50=$(m push-thingif 'push due→thing received p50'); MP50=$(m pubsub-mosquitto 'hop due→received p50')
 	echo "| push p50 at $RATE/s over $K_PUSH things | $(printf '%.2f' "$P50") ms | mosquitto pubsub $(printf '%.2f' "$MP50") ms, mochi $(m pubsub-mochi 'hop due→received p50' | xargs printf '%.2f') ms | $(ratio "$P50" "$MP50") × mosquitto | ≤ 2 × mosquitto |"
 	echo "| push p99 at $RATE/s over $K_PUSH things | $(m push-thingif 'push due→thing received p99' | xargs printf '%.2f') ms | mosquitto $(m pubsub-mosquitto 'hop due→received p99' | xargs printf '%.2f') ms, mochi $(m pubsub-mochi 'hop due→received p99' | xargs printf '%.2f') ms | | ≤ 10 ms |"

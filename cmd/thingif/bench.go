@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/thingif/thingif/internal/bench"
+	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/server"
 )
 
@@ -24,6 +25,8 @@ const benchUsage = `Usage: thingif bench SCENARIO [flags]
 
 Scenarios (thingif):
   onboard   N new things onboard over MQTT, C at a time
+  reonboard N new things onboard, then onboard again with their right passwords (a fleet after a power
+            cut), C at a time; both rates and latencies
   connect   N things connect to the API broker and subscribe (at --rate per second if set), held for --hold;
             with --pid, the server's resident memory per connection (with --broker: any MQTT broker)
   push      K things subscribed; commands over REST at --rate for --duration; push and full-loop latency
@@ -144,6 +147,12 @@ func benchServer(ctx context.Context, cfg *bench.Config) (*server.Server, string
 		Apps:       []server.AppCredential{{ID: cfg.AppID, Key: cfg.AppKey}},
 		PublicHost: "127.0.0.1",
 		OnboardTCP: "127.0.0.1:0", MQTTTCP: "127.0.0.1:0", HTTP: "127.0.0.1:0",
+		// The load generator registers things from one address far faster
+		// than a factory line: no registration rate limit here.
+		Limits: server.Limits{
+			RegistrationsPerAddr: limit.BucketConfig{Rate: -1},
+			RegistrationsPerApp:  limit.BucketConfig{Rate: -1},
+		},
 	}
 	srv, err := server.New(ctx, scfg)
 	if err != nil {

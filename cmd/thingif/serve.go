@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/server"
 )
@@ -62,6 +66,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&lim.MaxPendingCommands, "max-pending-commands", 0, "commands waiting per thing before 429 (default 1000; -1: no bound)")
 	fs.IntVar(&lim.BruteForce.Free, "login-free-failures", 0, "wrong passwords or app keys per thing or address before blocking (default 5)")
 	fs.DurationVar(&lim.BruteForce.Max, "login-max-block", 0, "longest block after repeated wrong credentials (default 5m)")
+	fs.Func("registrations-per-addr", "new things registered per second per source address, `RATE[:BURST]` (default 10:100; -1: no limit)", rateFlag(&lim.RegistrationsPerAddr))
+	fs.Func("registrations-per-app", "new things registered per second per app, `RATE[:BURST]` (default 100:1000; -1: no limit)", rateFlag(&lim.RegistrationsPerApp))
+	fs.IntVar(&lim.PasswordCacheEntries, "password-cache-entries", 0, "successful password checks remembered for 24h, ~110 bytes each (default 100000; -1: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -130,4 +137,25 @@ Onboard a thing over MQTT (mosquitto-clients), answer on the same topic:
     -m "$(printf 'POST\nContent-Type: application/vnd.kii.OnboardingWithVendorThingIDByThing+json\n\n{"vendorThingID":"my-thing","thingPassword":"secret"}')"
 
 `, a.ID, a.Key, "localhost", srv.Port("onboard-tcp"), a.ID, a.Key, a.ID, a.ID)
+}
+
+// rateFlag parses RATE[:BURST] into a token bucket configuration; a
+// negative RATE turns the limit off.
+func rateFlag(c *limit.BucketConfig) func(string) error {
+	return func(s string) error {
+		rate, burst, hasBurst := strings.Cut(s, ":")
+		r, err := strconv.ParseFloat(rate, 64)
+		if err != nil || math.IsNaN(r) || math.IsInf(r, 0) || r == 0 {
+			return fmt.Errorf("want RATE[:BURST] with a non-zero RATE, got %q", s)
+		}
+		c.Rate = r
+		if hasBurst {
+			b, err := strconv.ParseFloat(burst, 64)
+			if err != nil || !(b >= 1) || math.IsInf(b, 0) {
+				return fmt.Errorf("want BURST of at least 1, got %q", burst)
+			}
+			c.Burst = b
+		}
+		return nil
+	}
 }

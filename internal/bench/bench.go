@@ -22,7 +22,7 @@ import (
 )
 
 // Scenarios lists the scenarios Run knows, in the order of the report.
-var Scenarios = []string{"onboard", "connect", "push", "state", "pubsub", "echo"}
+var Scenarios = []string{"onboard", "reonboard", "connect", "push", "state", "pubsub", "echo"}
 
 // Config configures one run. Zero values take the defaults documented on
 // each field (filled in by setDefaults).
@@ -130,7 +130,7 @@ var (
 func (c Config) Validate() error {
 	needThingif := false
 	switch c.Scenario {
-	case "onboard", "push", "state":
+	case "onboard", "reonboard", "push", "state":
 		needThingif = true
 	case "connect":
 		needThingif = c.Broker == ""
@@ -283,6 +283,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	switch cfg.Scenario {
 	case "onboard":
 		err = r.onboard(ctx, res)
+	case "reonboard":
+		err = r.reonboard(ctx, res)
 	case "connect":
 		err = r.connect(ctx, res)
 	case "push":

@@ -54,6 +54,7 @@ func TestScenariosAgainstThingif(t *testing.T) {
 		checks map[string]float64 // metric → exact value; -1: present and > 0
 	}{
 		{"onboard", func(c *Config) { c.N, c.Concurrency = 20, 4 }, map[string]float64{"onboardings/s": -1}},
+		{"reonboard", func(c *Config) { c.N, c.Concurrency = 20, 4 }, map[string]float64{"re-onboardings/s": -1, "first onboardings/s": -1}},
 		{"connect", func(c *Config) { c.N, c.Hold, c.Sources = 20, time.Millisecond, 3 }, map[string]float64{"connects/s (CONNECT+SUBSCRIBE)": -1, "server RSS after": -1}},
 		{"push", func(c *Config) { c.K, c.Rate, c.Duration = 20, 200, 250*time.Millisecond },
 			map[string]float64{"commands sent": 50, "REST accepted (201)": 50, "pushes received": 50, "action results answered (DONE)": 50}},

@@ -188,6 +188,42 @@ func (r *run) onboard(ctx context.Context, res *Result) error {
 	return nil
 }
 
+// reonboard onboards N new things, then onboards the same things again
+// with their right passwords, as a fleet does after a power cut (Kii's
+// embedded SDK onboards at every boot). Both phases are reported: the
+// first registrations (one argon2id hash each) and the re-onboardings of
+// known things (answered from the server's cache of recent successes).
+func (r *run) reonboard(ctx context.Context, res *Result) error {
+	n := r.cfg.N
+	res.Params["N"], res.Params["C"] = n, max(1, min(n, cmpOr(r.cfg.Concurrency, 16)))
+	first := new(latencies)
+	t0 := time.Now()
+	bar := startProgress(r.cfg.Progress, "onboard", n)
+	_, err := r.onboardMany(ctx, n, first, bar)
+	bar.end()
+	if err != nil {
+		return err
+	}
+	firstRate := float64(n) / time.Since(t0).Seconds()
+
+	lat := new(latencies)
+	m := r.startMeasure()
+	bar = startProgress(r.cfg.Progress, "re-onboard", n)
+	_, err = r.onboardMany(ctx, n, lat, bar)
+	bar.end()
+	if err != nil {
+		return err
+	}
+	el := m.end(res)
+	res.Metrics = append([]Metric{
+		{"re-onboardings/s", float64(n) / el.Seconds(), "/s"},
+		{"first onboardings/s", firstRate, "/s"},
+	}, res.Metrics...)
+	res.addLatencies("re-onboarding latency", lat)
+	res.addLatencies("first onboarding latency", first)
+	return nil
+}
+
 func cmpOr(v, def int) int {
 	if v == 0 {
 		return def

@@ -28,7 +28,9 @@ type OnboardingConfig struct {
 	Config
 	// Store is where apps are looked up. Required.
 	Store store.Store
-	// Verifier checks app keys. If nil, a private one is used.
+	// Verifier checks app keys; a key hashed below its cost is rehashed
+	// and stored with Store.PutApp. If nil, a private one at
+	// secret.DefaultCost is used.
 	Verifier *secret.Verifier
 	// Limiter slows down app key guessing: wrong app keys and unknown apps
 	// count as failures of the source address, and a blocked address is
@@ -186,11 +188,22 @@ func (h *onboardingHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.b.cfg.Logger.Error("look up app", "app", appID, "error", err)
 		return refuse(cl, RefuseUnavailable)
 	}
-	if !h.b.cfg.Verifier.Verify(app.KeyHash, key) {
+	ok, rehash, err := h.b.cfg.Verifier.Check(ctx, app.KeyHash, key)
+	switch {
+	case err != nil:
+		h.b.cfg.Logger.Warn("check app key", "app", appID, "error", err)
+		return refuse(cl, RefuseUnavailable)
+	case !ok:
 		if lim != nil {
 			lim.Fail(limKey)
 		}
 		return refuse(cl, RefuseCredentials)
+	case rehash != "":
+		app.KeyHash = rehash
+		if err := h.b.cfg.Store.PutApp(ctx, app); err != nil {
+			// The key is right; the rehash is tried again at the next check.
+			h.b.cfg.Logger.Warn("store rehashed app key", "app", appID, "error", err)
+		}
 	}
 	cl.ID = AnonymousClientID + "#" + strconv.FormatUint(h.b.seq.Add(1), 10)
 	h.b.sessions.put(cl, &onboardingSession{

@@ -52,8 +52,10 @@ var (
 
 	errTooManyRequests        = &apiError{http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "TooManyRequests", "too many wrong credentials; retry later"}
 	errTooManyPendingCommands = &apiError{http.StatusTooManyRequests, "TOO_MANY_PENDING_COMMANDS", "TooManyPendingCommands", "the thing has too many commands not yet delivered"}
+	errTooManyRegistrations   = &apiError{http.StatusTooManyRequests, "TOO_MANY_REGISTRATIONS", "TooManyRegistrations", "too many new things registered; retry later"}
 
 	errInternal = &apiError{http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "InternalServer", "internal server error"}
+	errBusy     = &apiError{http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "ServiceUnavailable", "the server is busy; retry later"}
 
 	// The app side: users, owners, triggers, history.
 	errWrongTrigger      = &apiError{http.StatusBadRequest, "WRONG_TRIGGER", "WrongTrigger", "the trigger is not valid"}

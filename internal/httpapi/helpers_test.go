@@ -155,7 +155,18 @@ func (r resp) decode(t testing.TB, v any) {
 // answer. Headers are written as given (name: value pairs, in order).
 func (e *env) do(method, path string, body string, headers ...string) resp {
 	e.t.Helper()
-	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	return e.doFrom("", method, path, body, headers...)
+}
+
+// doFrom is do from the local address from ("127.0.0.2"; Linux routes all
+// of 127/8 to lo), or from any address if from is empty.
+func (e *env) doFrom(from, method, path string, body string, headers ...string) resp {
+	e.t.Helper()
+	var d net.Dialer
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := d.Dial("tcp", e.srv.Listener.Addr().String())
 	if err != nil {
 		e.t.Fatal(err)
 	}

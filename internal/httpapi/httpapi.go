@@ -52,8 +52,14 @@ type Config struct {
 	// DefaultAppTokenTTL.
 	AppTokenTTL time.Duration
 	// PasswordCost is the argon2id cost of new thing password hashes. If
-	// zero, secret.DefaultCost.
+	// zero, secret.DefaultCost. It is the cost of the private Verifier made
+	// when Verifier is nil.
 	PasswordCost secret.Cost
+	// Verifier checks thing passwords and app keys, remembers successes,
+	// makes new thing password hashes and says when a stored hash is below
+	// its cost (rehashed at the next success). Share one with the
+	// onboarding broker. If nil, a private one at PasswordCost.
+	Verifier *secret.Verifier
 	// Pusher is told after a command is stored. May be nil.
 	Pusher Pusher
 	// MaxBodyBytes bounds request bodies; larger ones are answered 413. If
@@ -63,6 +69,11 @@ type Config struct {
 	// onboarding) and app keys (at the token endpoint), answering 429
 	// TOO_MANY_REQUESTS. If nil, nothing is limited.
 	Limiter Limiter
+	// RegistrationsPerAddr and RegistrationsPerApp limit the first
+	// onboardings (registrations of new things) per source address and per
+	// app; beyond them, 429 TOO_MANY_REGISTRATIONS. Onboarding a known
+	// thing takes nothing from them. If nil, not limited.
+	RegistrationsPerAddr, RegistrationsPerApp RateLimiter
 	// MaxPendingCommands bounds the commands a thing may have waiting
 	// (SENDING); a new one beyond it is answered 429
 	// TOO_MANY_PENDING_COMMANDS. If zero, DefaultMaxPendingCommands; if
@@ -149,11 +160,8 @@ type Handler struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 
-	// appKeys caches successful app key checks of the token endpoint;
-	// thingPasswords those of onboarding. Separate caches, so that many
-	// things onboarding do not evict app keys.
-	appKeys        secret.Verifier
-	thingPasswords secret.Verifier
+	// verify checks and makes password hashes (Config.Verifier).
+	verify *secret.Verifier
 }
 
 // New returns a Handler for cfg, or an error naming the bad field.
@@ -162,7 +170,10 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	h := &Handler{cfg: cfg, store: cfg.Store, log: cfg.Logger, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, store: cfg.Store, log: cfg.Logger, mux: http.NewServeMux(), verify: cfg.Verifier}
+	if h.verify == nil {
+		h.verify = secret.NewVerifier(secret.VerifierConfig{Cost: cfg.PasswordCost})
+	}
 	h.routes()
 	return h, nil
 }

@@ -1,6 +1,9 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,16 +17,30 @@ const DefaultMaxPendingCommands = 1000
 // Limiter slows down and then refuses credential guessing; package
 // internal/limit provides one. Keys are opaque strings built by the handler:
 // one per app and thing (wrong thing passwords), one per source address and
-// kind of secret (wrong thing passwords, wrong app keys).
+// kind of secret (wrong thing passwords, wrong app keys). The rules are in
+// docs/security.md ("Brute force").
 type Limiter interface {
 	// Allow reports whether key may try now, and if not, for how long it
 	// must wait.
 	Allow(key string) (retryAfter time.Duration, ok bool)
+	// AllowFrom is Allow for a try from the source address addr: an
+	// address that recently succeeded for key (SucceedFrom) is allowed
+	// while key is blocked.
+	AllowFrom(key, addr string) (retryAfter time.Duration, ok bool)
 	// Fail records a wrong credential for key and returns how long key is
 	// blocked now (zero while it has free failures left).
 	Fail(key string) time.Duration
 	// Succeed records the right credential for key: its block ends.
 	Succeed(key string)
+	// SucceedFrom records the right credential for key from addr, which
+	// AllowFrom then lets through key's blocks.
+	SucceedFrom(key, addr string)
+}
+
+// RateLimiter is a token bucket per key (package internal/limit's
+// Buckets): Take takes one token, or says how long until one is there.
+type RateLimiter interface {
+	Take(key string) (retryAfter time.Duration, ok bool)
 }
 
 // anonymousSecret is the client_secret Kii's embedded C SDK sends to get an
@@ -37,14 +54,28 @@ func thingLimitKey(appID, kind, id string) string {
 	return "thing-password|" + appID + "|" + kind + "|" + id
 }
 
-// addrLimitKey is the limiter key of a source address for one kind of
-// secret. Requests over MQTT carry the connection's remote address.
-func addrLimitKey(kind string, r *http.Request) string {
+// remoteHost is the source IP address of r. Requests over MQTT carry the
+// connection's remote address.
+func remoteHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	return kind + "|addr|" + host
+	return host
+}
+
+// addrLimitKey is the limiter key of a source address for one kind of
+// secret.
+func addrLimitKey(kind string, r *http.Request) string {
+	return kind + "|addr|" + remoteHost(r)
+}
+
+// retryAfter sets the Retry-After header for wait and returns it in whole
+// seconds (rounded up).
+func retryAfter(w http.ResponseWriter, wait time.Duration) int64 {
+	secs := max(int64((wait+time.Second-1)/time.Second), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	return secs
 }
 
 // limitAllow returns 429 TOO_MANY_REQUESTS, with Retry-After, if any key is
@@ -55,12 +86,57 @@ func (h *Handler) limitAllow(w http.ResponseWriter, keys ...string) error {
 	}
 	for _, k := range keys {
 		if wait, ok := h.cfg.Limiter.Allow(k); !ok {
-			secs := int64((wait + time.Second - 1) / time.Second)
-			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-			return errTooManyRequests.with("too many wrong credentials; retry in %d s", secs)
+			return errTooManyRequests.with("too many wrong credentials; retry in %d s", retryAfter(w, wait))
 		}
 	}
 	return nil
+}
+
+// limitAllowFrom is limitAllow for one key and a try from addr, which
+// passes key's block if it recently succeeded for key.
+func (h *Handler) limitAllowFrom(w http.ResponseWriter, key, addr string) error {
+	if h.cfg.Limiter == nil {
+		return nil
+	}
+	if wait, ok := h.cfg.Limiter.AllowFrom(key, addr); !ok {
+		return errTooManyRequests.with("too many wrong credentials; retry in %d s", retryAfter(w, wait))
+	}
+	return nil
+}
+
+// limitSucceedFrom records the right credential for key from addr.
+func (h *Handler) limitSucceedFrom(key, addr string) {
+	if h.cfg.Limiter != nil {
+		h.cfg.Limiter.SucceedFrom(key, addr)
+	}
+}
+
+// registrationAllow takes a token for one new thing from the source
+// address's bucket and the app's, or returns 429 TOO_MANY_REGISTRATIONS
+// with Retry-After. The address goes first: a busy address spends none of
+// the app's tokens.
+func (h *Handler) registrationAllow(w http.ResponseWriter, appID, addr string) error {
+	if b := h.cfg.RegistrationsPerAddr; b != nil {
+		if wait, ok := b.Take(addr); !ok {
+			return errTooManyRegistrations.with("too many new things from this address; retry in %d s", retryAfter(w, wait))
+		}
+	}
+	if b := h.cfg.RegistrationsPerApp; b != nil {
+		if wait, ok := b.Take(appID); !ok {
+			return errTooManyRegistrations.with("too many new things in this app; retry in %d s", retryAfter(w, wait))
+		}
+	}
+	return nil
+}
+
+// hashError turns a failed password hash or check (its context ended while
+// waiting for a hashing slot) into 503 with Retry-After.
+func hashError(w http.ResponseWriter, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		retryAfter(w, time.Second)
+		return errBusy.with("the server is busy checking passwords; retry in 1 s")
+	}
+	return fmt.Errorf("password hash: %w", err)
 }
 
 // limitFail records a wrong credential for every key.
@@ -70,13 +146,6 @@ func (h *Handler) limitFail(keys ...string) {
 	}
 	for _, k := range keys {
 		h.cfg.Limiter.Fail(k)
-	}
-}
-
-// limitSucceed records the right credential for key.
-func (h *Handler) limitSucceed(key string) {
-	if h.cfg.Limiter != nil {
-		h.cfg.Limiter.Succeed(key)
 	}
 }
 

@@ -51,8 +51,8 @@ func TestWrongThingPasswordsAreLimited(t *testing.T) {
 	}
 	// A new thing from the same address is not a password check.
 	e.onboard("v-2", "pw")
-	// The block ends; the right password works and clears the thing's
-	// failures.
+	// The block ends; the right password works (and makes this address
+	// one the thing trusts).
 	clock.add(time.Minute)
 	check(t, e.onboardRaw(admin, "v-1", "right", ""), http.StatusOK, "")
 	check(t, e.onboardRaw(admin, "v-1", "wrong-again", ""), http.StatusForbidden, "WRONG_PASSWORD")

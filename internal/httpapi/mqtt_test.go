@@ -20,6 +20,13 @@ type mqttAnswer struct {
 // decode with codec, serve with the Handler, encode.
 func (e *env) mqtt(c Caller, topic, payload string) mqttAnswer {
 	e.t.Helper()
+	return e.mqttFrom("", c, topic, payload)
+}
+
+// mqttFrom is mqtt for a connection from remote ("ip:port"), as the
+// brokers set it.
+func (e *env) mqttFrom(remote string, c Caller, topic, payload string) mqttAnswer {
+	e.t.Helper()
 	tp, err := codec.ParseTopic(topic)
 	if err != nil {
 		e.t.Fatal(err)
@@ -27,6 +34,9 @@ func (e *env) mqtt(c Caller, topic, payload string) mqttAnswer {
 	r, err := codec.NewHTTPRequest(WithCaller(context.Background(), c), tp, []byte(payload), codec.Limits{})
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	if remote != "" {
+		r.RemoteAddr = remote
 	}
 	w := codec.NewResponseWriter()
 	e.h.ServeHTTP(w, r)

@@ -84,12 +84,20 @@ func (h *Handler) postOnboarding(w http.ResponseWriter, r *http.Request) error {
 
 // onboardThing registers or checks the thing of req as p and issues a
 // token and an MQTT endpoint: the common part of every onboarding.
+//
+// A registration takes a token from the registration buckets of the source
+// address and the app. A check of a known thing's password is limited per
+// source address and per thing; an address that recently gave the thing's
+// right password passes the thing's block (docs/security.md, "Brute
+// force"). A password hashed below the configured cost is rehashed on
+// success, in the same store write.
 func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p principal, req *onboardingRequest, byVendor bool) (onboardingResponse, error) {
 	ctx := r.Context()
+	addr := remoteHost(r)
 	var err error
 	for attempt := 0; ; attempt++ {
 		var thing store.Thing
-		newThing := false
+		newThing, rehash := false, ""
 		if byVendor {
 			thing, err = h.store.ThingByVendorID(ctx, p.appID, *req.VendorThingID)
 			newThing = errors.Is(err, store.ErrNotFound)
@@ -110,9 +118,14 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 			if p.kind == store.TokenThing {
 				return onboardingResponse{}, errWrongToken.with("a thing may onboard only itself")
 			}
-			hash, err := secret.HashPassword(*req.ThingPassword, h.cfg.PasswordCost)
+			if attempt == 0 {
+				if err := h.registrationAllow(w, p.appID, addr); err != nil {
+					return onboardingResponse{}, err
+				}
+			}
+			hash, err := h.verify.Hash(ctx, *req.ThingPassword)
 			if err != nil {
-				return onboardingResponse{}, fmt.Errorf("hash thing password: %w", err)
+				return onboardingResponse{}, hashError(w, err)
 			}
 			thing = store.Thing{
 				ID:            "th." + secret.NewID(12),
@@ -126,14 +139,22 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 				return onboardingResponse{}, errWrongToken.with("a thing may onboard only itself")
 			}
 			thingKey, addrKey := thingLimitKey(p.appID, "id", thing.ID), addrLimitKey("thing-password", r)
-			if err := h.limitAllow(w, thingKey, addrKey); err != nil {
+			if err := h.limitAllow(w, addrKey); err != nil {
 				return onboardingResponse{}, err
 			}
-			if !h.thingPasswords.Verify(thing.PasswordHash, *req.ThingPassword) {
+			if err := h.limitAllowFrom(w, thingKey, addr); err != nil {
+				return onboardingResponse{}, err
+			}
+			ok, newHash, err := h.verify.Check(ctx, thing.PasswordHash, *req.ThingPassword)
+			if err != nil {
+				return onboardingResponse{}, hashError(w, err)
+			}
+			if !ok {
 				h.limitFail(thingKey, addrKey)
 				return onboardingResponse{}, errWrongPassword
 			}
-			h.limitSucceed(thingKey)
+			h.limitSucceedFrom(thingKey, addr)
+			rehash = newHash
 		}
 		req.apply(&thing)
 		thing.ModifiedAt = now
@@ -145,6 +166,7 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 			NewThing:     newThing,
 			Installation: in,
 			Token:        h.thingToken(tok, p.appID, thing.ID, now),
+			PasswordHash: rehash,
 		}
 		err = h.store.SaveOnboarding(ctx, o)
 		if newThing && errors.Is(err, store.ErrConflict) && attempt < 3 {
@@ -156,6 +178,10 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 		if err != nil {
 			return onboardingResponse{}, fmt.Errorf("save onboarding: %w", err)
 		}
+		if newThing {
+			// The registering address is the thing's first trusted one.
+			h.limitSucceedFrom(thingLimitKey(p.appID, "id", thing.ID), addr)
+		}
 		h.pruneInstallations(r, thing.ID, in.ID)
 		return onboardingResponse{
 			AccessToken:  tok,
@@ -165,8 +191,12 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 	}
 }
 
-// validate checks the fields of an onboarding request.
+// validate checks the fields of an onboarding request, their sizes
+// included (fieldlimits.go).
 func (req *onboardingRequest) validate(byVendor bool) error {
+	if err := req.checkSizes(onboardingFieldNames); err != nil {
+		return err
+	}
 	if byVendor {
 		if req.VendorThingID == nil || *req.VendorThingID == "" {
 			return errInvalidInput.with("vendorThingID is required")
@@ -193,6 +223,40 @@ func (req *onboardingRequest) validate(byVendor bool) error {
 	}
 	if req.ThingProperties != nil && !isNull(req.ThingProperties) && !isObject(req.ThingProperties) {
 		return errInvalidInput.with("thingProperties must be an object")
+	}
+	return nil
+}
+
+// onboardingFieldNames are the JSON names of the bounded fields of an
+// onboarding request, in the order vendorThingID, thingID, thingPassword,
+// thingType, firmwareVersion, thingProperties; end-node onboarding names
+// them differently.
+var onboardingFieldNames = [6]string{"vendorThingID", "thingID", "thingPassword", "thingType", "firmwareVersion", "thingProperties"}
+
+// checkSizes refuses a field beyond its bound, calling it by its name in
+// names.
+func (req *onboardingRequest) checkSizes(names [6]string) error {
+	fields := []struct {
+		name string
+		v    *string
+		max  int
+	}{
+		{names[0], req.VendorThingID, maxIDLen},
+		{names[1], req.ThingID, maxIDLen},
+		{names[2], req.ThingPassword, maxThingPasswordLen},
+		{names[3], req.ThingType, maxShortFieldLen},
+		{names[4], req.FirmwareVersion, maxShortFieldLen},
+	}
+	for _, f := range fields {
+		if f.v == nil {
+			continue
+		}
+		if err := checkLen(f.name, *f.v, f.max); err != nil {
+			return err
+		}
+	}
+	if len(req.ThingProperties) > maxPropertiesBytes {
+		return errInvalidInput.with("%s is longer than %d bytes", names[5], maxPropertiesBytes)
 	}
 	return nil
 }

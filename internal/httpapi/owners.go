@@ -52,6 +52,9 @@ func (h *Handler) ownerPrincipal(r *http.Request) (principal, error) {
 // checkOwnerAuthority checks that p may make owner the owner of a thing:
 // the app admin may name anyone, a user itself or a group it is in.
 func (h *Handler) checkOwnerAuthority(r *http.Request, p principal, owner string) error {
+	if err := checkLen("owner", owner, maxIDLen); err != nil {
+		return err
+	}
 	if !store.ValidOwner(owner) {
 		return errInvalidInput.with(`owner must be "USER:{userID}" or "GROUP:{groupID}"`)
 	}
@@ -82,6 +85,10 @@ type ownerOnboardingRequest struct {
 	onboardingRequest
 	Owner string `json:"owner"`
 }
+
+// endNodeFieldNames name the bounded fields of an end-node onboarding, in
+// the order of onboardingFieldNames (it has no thingID field).
+var endNodeFieldNames = [6]string{"endNodeVendorThingID", "thingID", "endNodePassword", "endNodeThingType", "endNodeFirmwareVersion", "endNodeThingProperties"}
 
 // endNodeRequest is the body of OnboardingEndNodeWithGatewayThingID.
 type endNodeRequest struct {
@@ -179,6 +186,12 @@ func (h *Handler) onboardEndNode(w http.ResponseWriter, r *http.Request, p princ
 	if err := h.readObject(w, r, &req); err != nil {
 		return err
 	}
+	if err := checkLen("gatewayThingID", req.GatewayThingID, maxIDLen); err != nil {
+		return err
+	}
+	if err := checkLen("owner", req.Owner, maxIDLen); err != nil {
+		return err
+	}
 	switch {
 	case req.GatewayThingID == "":
 		return errInvalidInput.with("gatewayThingID is required")
@@ -222,6 +235,9 @@ func (h *Handler) onboardEndNode(w http.ResponseWriter, r *http.Request, p princ
 		VendorThingID: req.EndNodeVendorThingID, ThingPassword: req.EndNodePassword,
 		ThingType: req.EndNodeThingType, FirmwareVersion: req.EndNodeFirmwareVersion,
 		ThingProperties: req.EndNodeThingProperties, LayoutPosition: &endNode,
+	}
+	if err := or.checkSizes(endNodeFieldNames); err != nil {
+		return err
 	}
 	if err := or.validate(true); err != nil {
 		return err

@@ -192,6 +192,9 @@ func (h *Handler) putThingProperties(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	if len(b) > maxPropertiesBytes {
+		return errInvalidInput.with("thingProperties is longer than %d bytes", maxPropertiesBytes)
+	}
 	var obj map[string]json.RawMessage
 	if err := decodeObject(b, &obj, errInvalidInput); err != nil {
 		return err

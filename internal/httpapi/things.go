@@ -78,6 +78,9 @@ func (h *Handler) putThingField(f thingField) handlerFunc {
 		if raw, ok := body[f.name]; !ok || json.Unmarshal(raw, &v) != nil || v == "" {
 			return errInvalidInput.with("%s must be a non-empty string", f.name)
 		}
+		if err := checkLen(f.name, v, maxShortFieldLen); err != nil {
+			return err
+		}
 		f.set(&t, v)
 		t.ModifiedAt = h.cfg.Now()
 		if err := h.store.UpdateThing(r.Context(), t); err != nil {

@@ -74,22 +74,9 @@ func (h *Handler) postToken(w http.ResponseWriter, r *http.Request) error {
 	if req.ClientID != app.ID {
 		return errInvalidClient.with("client_id must be the app ID")
 	}
-	kind := store.TokenApp
-	addrKey := addrLimitKey("app-key", r)
-	guess := req.ClientSecret != anonymousSecret
-	if guess {
-		if err := h.limitAllow(w, addrKey); err != nil {
-			return err
-		}
-	}
-	if !h.appKeys.Verify(app.KeyHash, req.ClientSecret) {
-		if guess {
-			h.limitFail(addrKey)
-		}
-		if !app.AllowAnonymous {
-			return errInvalidClient.with("wrong client_secret")
-		}
-		kind = store.TokenAnonymous
+	kind, err := h.checkAppKey(w, r, &app, req.ClientSecret)
+	if err != nil {
+		return err
 	}
 
 	now := h.cfg.Now()
@@ -110,4 +97,46 @@ func (h *Handler) postToken(w http.ResponseWriter, r *http.Request) error {
 		TokenType:   "Bearer",
 	})
 	return nil
+}
+
+// checkAppKey decides the kind of token a client-credentials request gets:
+// an app token for the app key, an anonymous token for any other secret if
+// the app allows them. A wrong secret counts against the source address,
+// except Kii's literal "dummy", which is neither counted nor hashed: when
+// the app allows anonymous tokens it gets one at once, so that a fleet
+// booting (every thing of Kii's C SDK asks with it) costs no argon2id run.
+// An app key hashed below the configured cost is rehashed and stored.
+func (h *Handler) checkAppKey(w http.ResponseWriter, r *http.Request, app *store.App, clientSecret string) (store.TokenKind, error) {
+	guess := clientSecret != anonymousSecret
+	if !guess && app.AllowAnonymous {
+		return store.TokenAnonymous, nil
+	}
+	addrKey := addrLimitKey("app-key", r)
+	if guess {
+		if err := h.limitAllow(w, addrKey); err != nil {
+			return "", err
+		}
+	}
+	ok, rehash, err := h.verify.Check(r.Context(), app.KeyHash, clientSecret)
+	if err != nil {
+		return "", hashError(w, err)
+	}
+	if !ok {
+		if guess {
+			h.limitFail(addrKey)
+		}
+		if !app.AllowAnonymous {
+			return "", errInvalidClient.with("wrong client_secret")
+		}
+		return store.TokenAnonymous, nil
+	}
+	if rehash != "" {
+		up := *app
+		up.KeyHash = rehash
+		if err := h.store.PutApp(r.Context(), up); err != nil {
+			// The key is right; the rehash is tried again at the next check.
+			h.log.Warn("store rehashed app key", "app", app.ID, "error", err)
+		}
+	}
+	return store.TokenApp, nil
 }

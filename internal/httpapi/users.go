@@ -112,7 +112,7 @@ func (h *Handler) userToken(w http.ResponseWriter, r *http.Request, app store.Ap
 		return fmt.Errorf("load user: %w", err)
 	}
 	// Unknown user and wrong password answer alike.
-	if err != nil || !h.thingPasswords.Verify(u.PasswordHash, req.Password) {
+	if err != nil || !h.verify.Verify(u.PasswordHash, req.Password) {
 		h.limitFail(addrKey)
 		return errInvalidGrant
 	}
@@ -190,6 +190,12 @@ func (h *Handler) postGroup(w http.ResponseWriter, r *http.Request) error {
 	if req.Name == "" {
 		return errInvalidInput.with("name is required")
 	}
+	if err := checkLen("name", req.Name, maxIDLen); err != nil {
+		return err
+	}
+	if err := checkLen("owner", req.Owner, maxIDLen); err != nil {
+		return err
+	}
 	if p.kind == store.TokenUser {
 		if req.Owner != "" && req.Owner != p.subject {
 			return errWrongToken.with("a user creates groups it owns")
@@ -201,6 +207,11 @@ func (h *Handler) postGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(req.Members) > maxGroupMembers {
 		return errInvalidInput.with("at most %d members", maxGroupMembers)
+	}
+	for _, m := range req.Members {
+		if err := checkLen("members[]", m, maxIDLen); err != nil {
+			return err
+		}
 	}
 	members := append([]string{req.Owner}, req.Members...)
 	slices.Sort(members)

@@ -9,9 +9,18 @@
 // learns nothing and costs no password hashing. A block always ends: the
 // right password works again after at most Config.Max, and a success clears
 // the key. Failures are forgotten Config.Forget after the last one.
+//
+// A key may also remember the addresses that recently presented its right
+// credential (SucceedFrom): AllowFrom lets them through while the key is
+// blocked, so that a guesser elsewhere cannot lock a thing out of its own
+// onboarding (docs/security.md, "Brute force").
+//
+// Buckets, in bucket.go, are token buckets per key, for rates that are not
+// failures (first registrations of things).
 package limit
 
 import (
+	"container/list"
 	"sync"
 	"time"
 )
@@ -23,6 +32,14 @@ const (
 	DefaultMax     = 5 * time.Minute
 	DefaultForget  = time.Hour
 	DefaultMaxKeys = 100_000
+	// DefaultTrust is how long an address that presented a key's right
+	// credential stays trusted for that key.
+	DefaultTrust = 30 * 24 * time.Hour
+	// DefaultMaxTrusted bounds the keys that have trusted addresses.
+	DefaultMaxTrusted = 100_000
+	// TrustedPerKey is how many addresses a key trusts at once; a new one
+	// replaces the one that succeeded longest ago.
+	TrustedPerKey = 2
 )
 
 // Config configures a Limiter. Zero values take the defaults documented on
@@ -44,6 +61,13 @@ type Config struct {
 	// forgotten keys are dropped, then the keys whose block has ended, then
 	// new failures are not recorded. If zero, DefaultMaxKeys.
 	MaxKeys int
+	// Trust is how long an address stays trusted for a key after
+	// SucceedFrom. If zero, DefaultTrust.
+	Trust time.Duration
+	// MaxTrusted bounds the number of keys with trusted addresses; when
+	// full, the key whose last success is oldest is dropped. If zero,
+	// DefaultMaxTrusted.
+	MaxTrusted int
 	// Now tells the time. If nil, time.Now.
 	Now func() time.Time
 }
@@ -73,6 +97,12 @@ func (c *Config) setDefaults() {
 	if c.MaxKeys <= 0 {
 		c.MaxKeys = DefaultMaxKeys
 	}
+	if c.Trust <= 0 {
+		c.Trust = DefaultTrust
+	}
+	if c.MaxTrusted <= 0 {
+		c.MaxTrusted = DefaultMaxTrusted
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -83,6 +113,21 @@ type Limiter struct {
 	cfg  Config
 	mu   sync.Mutex
 	keys map[string]*entry
+
+	// trusted maps a key to the addresses that recently succeeded for it;
+	// order lists keys by last success (oldest first) for eviction.
+	trusted map[string]*trustEntry
+	order   *list.List // of string
+}
+
+type trustEntry struct {
+	addrs [TrustedPerKey]trustedAddr
+	elem  *list.Element // in order
+}
+
+type trustedAddr struct {
+	addr string
+	at   time.Time // last success; zero: free slot
 }
 
 type entry struct {
@@ -94,7 +139,7 @@ type entry struct {
 // New returns a Limiter for cfg.
 func New(cfg Config) *Limiter {
 	cfg.setDefaults()
-	return &Limiter{cfg: cfg, keys: make(map[string]*entry)}
+	return &Limiter{cfg: cfg, keys: make(map[string]*entry), trusted: make(map[string]*trustEntry), order: list.New()}
 }
 
 // Allow reports whether key may try now; if not, retryAfter is how long
@@ -146,6 +191,73 @@ func (l *Limiter) Fail(key string) time.Duration {
 	}
 	e.until = now.Add(d)
 	return d
+}
+
+// AllowFrom is Allow for a try from addr: an address that succeeded for
+// key (SucceedFrom) within Config.Trust is allowed even while key is
+// blocked.
+func (l *Limiter) AllowFrom(key, addr string) (retryAfter time.Duration, ok bool) {
+	if l.Trusted(key, addr) {
+		return 0, true
+	}
+	return l.Allow(key)
+}
+
+// Trusted reports whether addr succeeded for key within Config.Trust.
+func (l *Limiter) Trusted(key, addr string) bool {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.trusted[key]
+	if t == nil {
+		return false
+	}
+	for _, a := range t.addrs {
+		if a.addr == addr && !a.at.IsZero() && now.Sub(a.at) < l.cfg.Trust {
+			return true
+		}
+	}
+	return false
+}
+
+// SucceedFrom records the right credential for key from addr: addr is
+// trusted for key from now on, for Config.Trust. Unlike Succeed it does not
+// clear key's failures: a guesser elsewhere keeps the block it earned,
+// and the trusted address does not need it cleared.
+func (l *Limiter) SucceedFrom(key, addr string) {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.trusted[key]
+	if t == nil {
+		for len(l.trusted) >= l.cfg.MaxTrusted {
+			oldest := l.order.Front()
+			delete(l.trusted, oldest.Value.(string))
+			l.order.Remove(oldest)
+		}
+		t = &trustEntry{elem: l.order.PushBack(key)}
+		l.trusted[key] = t
+	} else {
+		l.order.MoveToBack(t.elem)
+	}
+	slot := 0
+	for i, a := range t.addrs {
+		if a.addr == addr {
+			slot = i
+			break
+		}
+		if a.at.Before(t.addrs[slot].at) {
+			slot = i
+		}
+	}
+	t.addrs[slot] = trustedAddr{addr: addr, at: now}
+}
+
+// TrustedLen returns the number of keys with trusted addresses.
+func (l *Limiter) TrustedLen() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.trusted)
 }
 
 // Succeed forgets key's failures: the right credential ends a block for

@@ -2,6 +2,7 @@ package limit
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -136,4 +137,92 @@ func TestConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+func TestTrustedAddressPassesABlock(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{Free: 1, Base: time.Minute, Max: time.Minute, Trust: time.Hour})
+	l.SucceedFrom("thing", "10.0.0.1")
+	l.Fail("thing")
+	l.Fail("thing")
+	steps := []struct {
+		name    string
+		advance time.Duration
+		addr    string
+		ok      bool
+	}{
+		{"blocked for a stranger", 0, "10.0.0.2", false},
+		{"open for the trusted address", 0, "10.0.0.1", true},
+		{"the block ends for everyone", time.Minute, "10.0.0.2", true},
+	}
+	for _, s := range steps {
+		c.add(s.advance)
+		if _, ok := l.AllowFrom("thing", s.addr); ok != s.ok {
+			t.Fatalf("%s: AllowFrom(%s) = %v, want %v", s.name, s.addr, ok, s.ok)
+		}
+	}
+	// Trust does not clear the failures, and it expires.
+	l.Fail("thing")
+	if _, ok := l.Allow("thing"); ok {
+		t.Fatal("SucceedFrom cleared the key's failures")
+	}
+	c.add(time.Hour)
+	l.Fail("thing")
+	l.Fail("thing")
+	if _, ok := l.AllowFrom("thing", "10.0.0.1"); ok {
+		t.Fatal("trust did not expire")
+	}
+}
+
+func TestTrustedPerKey(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{})
+	for i := range TrustedPerKey + 1 {
+		l.SucceedFrom("k", fmt.Sprint("a", i))
+		c.add(time.Second)
+	}
+	l.SucceedFrom("k", "a1") // refreshed, not added
+	for i, want := range []bool{false, true, true} {
+		if got := l.Trusted("k", fmt.Sprint("a", i)); got != want {
+			t.Fatalf("Trusted(a%d) = %v, want %v", i, got, want)
+		}
+	}
+}
+
+func TestMaxTrusted(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{MaxTrusted: 3})
+	for i := range 4 {
+		l.SucceedFrom(fmt.Sprint("k", i), "a")
+	}
+	if got, want := l.TrustedLen(), 3; got != want {
+		t.Fatalf("TrustedLen = %d, want %d", got, want)
+	}
+	if l.Trusted("k0", "a") || !l.Trusted("k3", "a") {
+		t.Fatal("the key trusted longest ago was not the one dropped")
+	}
+	// A success moves a key to the back: k1 now outlives k2.
+	l.SucceedFrom("k1", "a")
+	l.SucceedFrom("k4", "a")
+	if !l.Trusted("k1", "a") || l.Trusted("k2", "a") {
+		t.Fatal("a refreshed key was dropped before an older one")
+	}
+}
+
+// BenchmarkTrustedMemory reports the heap per key when DefaultMaxTrusted
+// keys each trust one address, with keys shaped like the handler's.
+func BenchmarkTrustedMemory(b *testing.B) {
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		l := New(Config{})
+		for i := range DefaultMaxTrusted {
+			l.SucceedFrom(fmt.Sprintf("thing-password|app1|id|th.%024x", i), fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(l.TrustedLen()), "bytes/key")
+		runtime.KeepAlive(l)
+	}
 }

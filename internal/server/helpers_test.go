@@ -20,6 +20,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thingif/thingif/codec"
+	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/secret"
 )
 
@@ -43,6 +44,12 @@ func testConfig(t testing.TB, dir string) Config {
 		MQTTTCP: "127.0.0.1:0", MQTTTLS: "127.0.0.1:0", MQTTWS: "127.0.0.1:0", MQTTWSS: "127.0.0.1:0",
 		HTTP: "127.0.0.1:0", HTTPS: "127.0.0.1:0",
 		PasswordCost: testCost,
+		// Tests onboard hundreds of things from 127.0.0.1 in a burst; the
+		// registration rate has its own test (TestRegistrationRate).
+		Limits: Limits{
+			RegistrationsPerAddr: limit.BucketConfig{Rate: -1},
+			RegistrationsPerApp:  limit.BucketConfig{Rate: -1},
+		},
 	}
 }
 

@@ -132,6 +132,14 @@ type Limits struct {
 	// BruteForce slows down and then refuses repeated wrong thing passwords
 	// and app keys (limit package defaults).
 	BruteForce limit.Config
+	// RegistrationsPerAddr and RegistrationsPerApp limit first onboardings
+	// of new things per source address and per app
+	// (limit.DefaultRegistrationsPerAddr, ...PerApp); a negative Rate: no
+	// limit.
+	RegistrationsPerAddr, RegistrationsPerApp limit.BucketConfig
+	// PasswordCacheEntries bounds the remembered successful password and
+	// app key checks (secret.DefaultVerifierEntries); negative: none.
+	PasswordCacheEntries int
 }
 
 // DefaultConfig returns the zero-configuration setup of `thingif serve`.
@@ -300,6 +308,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	ref := new(handlerRef)
 	lim := cfg.Limits
 	guard := limit.New(lim.BruteForce)
+	verify := secret.NewVerifier(secret.VerifierConfig{Cost: cfg.PasswordCost, MaxEntries: lim.PasswordCacheEntries})
 	bcfg := broker.Config{
 		Handler: ref, Logger: s.log,
 		ConnectTimeout: lim.ConnectTimeout, WriteTimeout: lim.WriteTimeout, MaxPacketSize: lim.MaxPacketSize,
@@ -314,21 +323,24 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.handler, err = httpapi.New(httpapi.Config{
-		Triggers:           s.app.triggers,
-		Store:              s.store,
-		Logger:             s.log.With("component", "httpapi"),
-		APIBroker:          func(string, string) httpapi.BrokerAddr { return advertised },
-		EndpointTTL:        cfg.EndpointTTL,
-		PasswordCost:       cfg.PasswordCost,
-		Pusher:             s.api,
-		Limiter:            guard,
-		MaxPendingCommands: lim.MaxPendingCommands,
+		Triggers:             s.app.triggers,
+		Store:                s.store,
+		Logger:               s.log.With("component", "httpapi"),
+		APIBroker:            func(string, string) httpapi.BrokerAddr { return advertised },
+		EndpointTTL:          cfg.EndpointTTL,
+		PasswordCost:         cfg.PasswordCost,
+		Pusher:               s.api,
+		Limiter:              guard,
+		MaxPendingCommands:   lim.MaxPendingCommands,
+		Verifier:             verify,
+		RegistrationsPerAddr: limit.NewBuckets(lim.RegistrationsPerAddr.WithDefault(limit.DefaultRegistrationsPerAddr)),
+		RegistrationsPerApp:  limit.NewBuckets(lim.RegistrationsPerApp.WithDefault(limit.DefaultRegistrationsPerApp)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("http handler: %w", err)
 	}
 	ref.h = s.metrics.instrument("mqtt", s.handler)
-	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store, Limiter: guard}, onboardLns[:]...)
+	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store, Limiter: guard, Verifier: verify}, onboardLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding broker: %w", err)
 	}

@@ -24,6 +24,7 @@ type writeStmts struct {
 	insertThing        *sql.Stmt
 	updateThing        *sql.Stmt
 	updateVendorID     *sql.Stmt
+	rehashThing        *sql.Stmt
 	putInstallation    *sql.Stmt
 	deleteInstallation *sql.Stmt
 	putToken           *sql.Stmt
@@ -71,6 +72,7 @@ func (db *DB) prepare(ctx context.Context) error {
 			properties = ?, data_grouping_interval = ?, modified_at = ? WHERE app_id = ? AND id = ?`},
 		{&db.ws.updateVendorID, `UPDATE things SET vendor_thing_id = ?,
 			password_hash = CASE WHEN ? = '' THEN password_hash ELSE ? END, modified_at = ? WHERE app_id = ? AND id = ?`},
+		{&db.ws.rehashThing, `UPDATE things SET password_hash = ? WHERE app_id = ? AND id = ?`},
 		{&db.ws.putInstallation, `INSERT INTO installations (` + installationCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET app_id = excluded.app_id, thing_id = excluded.thing_id,
 			device_type = excluded.device_type, mqtt_topic = excluded.mqtt_topic, username = excluded.username,
@@ -137,7 +139,7 @@ func (db *DB) prepare(ctx context.Context) error {
 }
 
 func (s *writeStmts) close() error {
-	return closeStmts(s.putApp, s.insertThing, s.updateThing, s.updateVendorID, s.putInstallation, s.deleteInstallation,
+	return closeStmts(s.putApp, s.insertThing, s.updateThing, s.updateVendorID, s.rehashThing, s.putInstallation, s.deleteInstallation,
 		s.putToken, s.deleteToken, s.countPending, s.createCommand, s.markDelivered, s.setActionResults,
 		s.deleteStates, s.deleteOtherStates, s.stateBody, s.upsertState, s.insertHistory)
 }

@@ -107,6 +107,11 @@ func (db *DB) SaveOnboarding(ctx context.Context, o store.Onboarding) error {
 		if err != nil {
 			return err
 		}
+		if !o.NewThing && o.PasswordHash != "" {
+			if _, err := tx.StmtContext(ctx, db.ws.rehashThing).ExecContext(ctx, o.PasswordHash, o.Thing.AppID, o.Thing.ID); err != nil {
+				return fmt.Errorf("rehash thing %q: %w", o.Thing.ID, translate(err))
+			}
+		}
 		if err := putInstallation(ctx, tx.StmtContext(ctx, db.ws.putInstallation), o.Installation); err != nil {
 			return err
 		}

@@ -135,6 +135,11 @@ type Onboarding struct {
 	// ModifiedAt) are updated.
 	Thing    Thing
 	NewThing bool
+	// PasswordHash, when not empty, replaces the password hash of an
+	// existing thing (Thing.PasswordHash is not written on update): the
+	// same password hashed again at a higher cost, made when it was last
+	// checked. Ignored for a new thing, whose Thing.PasswordHash is stored.
+	PasswordHash string
 	// Installation is inserted or, when its ID exists, replaced.
 	Installation Installation
 	// Token is inserted.

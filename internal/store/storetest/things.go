@@ -165,6 +165,17 @@ func testSaveOnboardingExistingThing(t *testing.T, s store.Store) {
 		must(t, "Token "+h, err)
 	}
 
+	// A rehash replaces the password hash in the same onboarding; without
+	// one (above) the stored hash stays.
+	o.Token = newToken("app1", "th.1", "tok3")
+	o.PasswordHash = "$argon2id$rehashed"
+	must(t, "SaveOnboarding with rehash", s.SaveOnboarding(ctx, o))
+	th, err = s.Thing(ctx, "app1", "th.1")
+	must(t, "Thing", err)
+	if got, want := th.PasswordHash, o.PasswordHash; got != want {
+		t.Fatalf("PasswordHash after a rehash = %q, want %q", got, want)
+	}
+
 	// An existing-thing onboarding of a thing that does not exist stores
 	// nothing.
 	o = onboarding("app1", "th.ghost", "v-ghost", "in-ghost", "tok-ghost")
