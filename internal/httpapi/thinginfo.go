@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
 )
 
@@ -212,10 +211,6 @@ func (h *Handler) putThingProperties(w http.ResponseWriter, r *http.Request) err
 // …/things/{thingID}/vendor-thing-id, lower case.
 const mediaVendorThingIDUpdate = "application/vnd.kii.vendorthingidupdaterequest+json"
 
-// maxVendorThingIDLen bounds a new vendorThingID, in bytes: Kii allowed
-// 200 characters.
-const maxVendorThingIDLen = 200
-
 // getVendorThingID answers {"_vendorThingID":"…"} to the thing itself, its
 // owner or the app admin (those who may read its firmware version). Kii's
 // SDKs call it at /api/apps/{app}/things/{thingID}/vendor-thing-id; it is
@@ -262,15 +257,21 @@ func (h *Handler) putVendorThingID(w http.ResponseWriter, r *http.Request) error
 	switch {
 	case req.VendorThingID == nil || *req.VendorThingID == "":
 		return errInvalidInput.with("_vendorThingID must be a non-empty string")
-	case len(*req.VendorThingID) > maxVendorThingIDLen:
-		return errInvalidInput.with("_vendorThingID is longer than %d bytes", maxVendorThingIDLen)
 	case req.Password != nil && *req.Password == "":
 		return errInvalidInput.with("_password must not be empty when given")
 	}
+	if err := checkLen("_vendorThingID", *req.VendorThingID, maxIDLen); err != nil {
+		return err
+	}
+	if req.Password != nil {
+		if err := checkLen("_password", *req.Password, maxThingPasswordLen); err != nil {
+			return err
+		}
+	}
 	u := store.VendorThingIDUpdate{AppID: t.AppID, ThingID: t.ID, VendorThingID: *req.VendorThingID, ModifiedAt: h.cfg.Now()}
 	if req.Password != nil {
-		if u.PasswordHash, err = secret.HashPassword(*req.Password, h.cfg.PasswordCost); err != nil {
-			return fmt.Errorf("hash thing password: %w", err)
+		if u.PasswordHash, err = h.verify.Hash(ctx, *req.Password); err != nil {
+			return hashError(w, err)
 		}
 	}
 	switch err := h.store.UpdateVendorThingID(ctx, u); {

@@ -66,7 +66,7 @@ func TestVendorThingID(t *testing.T) {
 		t.Fatalf("the old vendorThingID still names %s", lamp.ThingID)
 	}
 
-	long := strings.Repeat("v", maxVendorThingIDLen)
+	long := strings.Repeat("v", maxIDLen)
 	tests := []struct {
 		name, path, token, contentType, body string
 		status                               int
