@@ -157,6 +157,7 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 			return onboardingResponse{}, fmt.Errorf("save onboarding: %w", err)
 		}
 		h.pruneInstallations(r, thing.ID, in.ID)
+		h.pruneThingTokens(r, thing.ID)
 		return onboardingResponse{
 			AccessToken:  tok,
 			ThingID:      thing.ID,
