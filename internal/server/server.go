@@ -304,6 +304,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		ThingTokenTTL:      cfg.ThingTokenTTL,
 		PasswordCost:       cfg.PasswordCost,
 		Pusher:             s.api,
+		Revoker:            s.api,
 		Limiter:            guard,
 		MaxPendingCommands: lim.MaxPendingCommands,
 	})
