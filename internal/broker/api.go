@@ -84,15 +84,18 @@ var (
 )
 
 type apiSession struct {
-	cl                             *mqtt.Client
 	appID, thingID, installationID string
-	// expires is when the endpoint the connection logged in with expires;
-	// heapIndex is the session's place in API.logins (-1: not there).
+	mqttTopic                      string
+	prefix                         string // p/{mqttTopic}/thing-if/apps/{APP_ID}/
+	qos                            atomic.Uint32
+
+	// cl is the connection; expires is when the endpoint it logged in with
+	// expires; heapIndex is the session's place in API.logins (-1: not
+	// there), guarded by the logins' lock.
+	cl        *mqtt.Client
 	expires   time.Time
 	heapIndex int
-	mqttTopic string
-	prefix    string // p/{mqttTopic}/thing-if/apps/{APP_ID}/
-	qos       atomic.Uint32
+
 	// inflight holds the QoS 1 pushes written and not yet marked
 	// DELIVERED, by packet ID. A PUBACK only flags its entry; the thing's
 	// push loop marks the command and drops the entry, so that a command
