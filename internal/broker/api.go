@@ -704,6 +704,7 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	prepareSession(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
 	defer cancel()
+	revocations := h.b.logins.revocations()
 	in, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -733,10 +734,13 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	h.b.sessions.put(cl, s)
 	h.b.logins.track(s)
-	// The installation may have been deleted or given a new password since
-	// the lookup above, and EndInstallation may have looked for this
-	// connection before track: look again, now that a later
-	// EndInstallation is sure to find it.
+	if h.b.logins.revocations() == revocations {
+		return nil
+	}
+	// An EndInstallation ran during the lookup above and may have looked
+	// for this connection before track; its store change committed before
+	// it ran, but perhaps after the lookup. Look again, now that a later
+	// EndInstallation is sure to find this connection.
 	again, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
 	if err != nil || again.ID != in.ID || again.PasswordHash != in.PasswordHash {
 		h.b.logins.untrack(s)

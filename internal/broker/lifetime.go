@@ -44,6 +44,8 @@ type logins struct {
 	mu     sync.Mutex
 	byInst map[string][]*apiSession
 	heap   expiryHeap
+	// revoked counts the calls of take, for a CONNECT racing one.
+	revoked uint64
 	// wake tells run that the earliest expiry moved.
 	wake chan struct{}
 }
@@ -96,6 +98,7 @@ func (l *logins) untrackLocked(s *apiSession) {
 func (l *logins) take(thingID, installationID string) []*apiSession {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.revoked++
 	var out []*apiSession
 	for _, s := range l.byInst[installationID] {
 		if s.thingID == thingID {
@@ -106,6 +109,13 @@ func (l *logins) take(thingID, installationID string) []*apiSession {
 		l.untrackLocked(s)
 	}
 	return out
+}
+
+// revocations returns the number of take calls so far.
+func (l *logins) revocations() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.revoked
 }
 
 // len returns the number of tracked connections.
