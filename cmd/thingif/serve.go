@@ -44,6 +44,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.HTTP, "http", cfg.HTTP, "REST API over HTTP `addr`ess")
 	fs.StringVar(&cfg.HTTPS, "https", cfg.HTTPS, "REST API over HTTPS `addr`ess")
 	fs.DurationVar(&cfg.EndpointTTL, "endpoint-ttl", 0, "lifetime of issued MQTT endpoints (default 2147483647s, as Kii)")
+	fs.DurationVar(&cfg.ThingTokenTTL, "thing-token-ttl", 0, "lifetime of thing tokens (default 0: never expire, as Kii; a thing keeps its 5 newest)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate PEM `file` (default: self-signed, generated in the data dir)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key PEM `file`")
 	var hashMem, hashTime uint

@@ -71,15 +71,31 @@ type API struct {
 	scanPushed map[string]map[string]time.Time
 	closing    bool
 	wg         sync.WaitGroup
+
+	// logins ends connections with their credentials (lifetime.go).
+	logins      *logins
+	stopExpiry  chan struct{}
+	expiryEnded chan struct{}
 }
 
-var _ httpapi.Pusher = (*API)(nil)
+var (
+	_ httpapi.Pusher  = (*API)(nil)
+	_ httpapi.Revoker = (*API)(nil)
+)
 
 type apiSession struct {
 	appID, thingID, installationID string
 	mqttTopic                      string
 	prefix                         string // p/{mqttTopic}/thing-if/apps/{APP_ID}/
 	qos                            atomic.Uint32
+
+	// cl is the connection; expires is when the endpoint it logged in with
+	// expires; heapIndex is the session's place in API.logins (-1: not
+	// there), guarded by the logins' lock.
+	cl        *mqtt.Client
+	expires   time.Time
+	heapIndex int
+
 	// inflight holds the QoS 1 pushes written and not yet marked
 	// DELIVERED, by packet ID. A PUBACK only flags its entry; the thing's
 	// push loop marks the command and drops the entry, so that a command
@@ -123,7 +139,7 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 		cfg.Now = time.Now
 	}
 	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest), busy: make(map[string]struct{}),
-		synced: make(map[string]struct{}), scanPushed: make(map[string]map[string]time.Time)}
+		synced: make(map[string]struct{}), scanPushed: make(map[string]map[string]time.Time), logins: newLogins()}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
 	b.srv = newMochi(&b.cfg.Config)
 	if err := b.srv.AddHook(&apiHook{b: b}, nil); err != nil {
@@ -152,8 +168,19 @@ func (b *API) Start() error {
 		b.busyKnown = true
 		b.mu.Unlock()
 	}
-	b.sessions.startSweeper(sweepInterval, b.removeLive)
+	b.sessions.startSweeper(sweepInterval, b.gone)
+	b.stopExpiry, b.expiryEnded = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(b.expiryEnded)
+		b.logins.run(b.stopExpiry, b.cfg.Now, b.expired)
+	}()
 	return b.srv.Serve()
+}
+
+// gone forgets a connection that ended without OnDisconnect (the sweeper).
+func (b *API) gone(cl *mqtt.Client, s *apiSession) {
+	b.logins.untrack(s)
+	b.removeLive(cl, s)
 }
 
 // Close stops the listeners, disconnects every client and waits for running
@@ -169,6 +196,10 @@ func (b *API) Close() error {
 	b.mu.Unlock()
 	err := b.srv.Close()
 	b.sessions.stopSweeper()
+	if b.stopExpiry != nil {
+		close(b.stopExpiry)
+		<-b.expiryEnded
+	}
 	b.wg.Wait()
 	return err
 }
@@ -673,6 +704,7 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	prepareSession(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
 	defer cancel()
+	revocations := h.b.logins.revocations()
 	in, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -690,13 +722,35 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.ClientIdentifier != in.MQTTTopic {
 		return refuse(cl, RefuseClientID)
 	}
-	h.b.sessions.put(cl, &apiSession{
+	s := &apiSession{
+		cl:             cl,
 		appID:          in.AppID,
 		thingID:        in.ThingID,
 		installationID: in.ID,
+		expires:        in.ExpiresAt,
+		heapIndex:      -1,
 		mqttTopic:      in.MQTTTopic,
 		prefix:         "p/" + in.MQTTTopic + "/thing-if/apps/" + in.AppID + "/",
-	})
+	}
+	h.b.sessions.put(cl, s)
+	h.b.logins.track(s)
+	if h.b.logins.revocations() == revocations {
+		return nil
+	}
+	// An EndInstallation ran during the lookup above and may have looked
+	// for this connection before track; its store change committed before
+	// it ran, but perhaps after the lookup. Look again, now that a later
+	// EndInstallation is sure to find this connection.
+	again, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
+	if err != nil || again.ID != in.ID || again.PasswordHash != in.PasswordHash {
+		h.b.logins.untrack(s)
+		h.b.sessions.delete(cl)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			h.b.cfg.Logger.Error("look up installation", "error", err)
+			return refuse(cl, RefuseUnavailable)
+		}
+		return refuse(cl, RefuseCredentials)
+	}
 	return nil
 }
 
@@ -798,6 +852,7 @@ func (h *apiHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pac
 
 func (h *apiHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	if s := h.b.sessions.get(cl); s != nil {
+		h.b.logins.untrack(s)
 		h.b.removeLive(cl, s)
 		// Acknowledged pushes the loop has not marked yet: mark them now,
 		// or they would be pushed again on the next connection.

@@ -62,6 +62,10 @@ type Config struct {
 	Verifier *secret.Verifier
 	// Pusher is told after a command is stored. May be nil.
 	Pusher Pusher
+	// Revoker is told after an installation's credentials were deleted or
+	// replaced, to end the connections logged in with them. If nil, there
+	// are none to end (no API broker).
+	Revoker Revoker
 	// MaxBodyBytes bounds request bodies; larger ones are answered 413. If
 	// zero, DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -104,6 +108,17 @@ type BrokerAddr struct {
 // must be fast and must not block on the network.
 type Pusher interface {
 	Push(ctx context.Context, c store.Command)
+}
+
+// Revoker ends the live API broker connections logged in with an
+// installation whose credentials are gone: deleted (a thing keeps its
+// newest installations) or replaced (a new endpoint password). It is
+// called after the store change, must return at once (the connections end
+// in the background), and must not end connections of the thing's other
+// installations. broker.API is one; a multi-node deployment carries the
+// call to every node.
+type Revoker interface {
+	EndInstallation(ctx context.Context, thingID, installationID string)
 }
 
 // Validate reports the first field of c that cannot work, wrapped in

@@ -109,7 +109,9 @@ func (h *Handler) pruneInstallations(r *http.Request, thingID, keep string) {
 	for _, in := range others[maxInstallations-1:] {
 		if err := h.store.DeleteInstallation(ctx, in.ID); err != nil {
 			h.log.Warn("delete installation", keyThing, thingID, keyErr, err)
+			continue
 		}
+		h.endInstallation(ctx, thingID, in.ID)
 	}
 }
 
@@ -209,6 +211,8 @@ func (h *Handler) getMQTTEndpoint(w http.ResponseWriter, r *http.Request) error 
 	if err := h.store.PutInstallation(ctx, in); err != nil {
 		return fmt.Errorf("store installation: %w", err)
 	}
+	// The previous password is replaced: its connections end.
+	h.endInstallation(ctx, in.ThingID, in.ID)
 	ep := h.endpoint(in, password)
 	w.Header()[headerMQTTTTL] = []string{strconv.FormatInt(ep.TTL, 10)}
 	writeJSON(w, http.StatusOK, mqttEndpointResponse{endpointJSON: ep, MQTTTTL: ep.TTL})

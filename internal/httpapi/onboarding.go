@@ -183,6 +183,7 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 			h.limitSucceedFrom(thingLimitKey(p.appID, "id", thing.ID), addr)
 		}
 		h.pruneInstallations(r, thing.ID, in.ID)
+		h.pruneThingTokens(r, thing.ID)
 		return onboardingResponse{
 			AccessToken:  tok,
 			ThingID:      thing.ID,

@@ -69,7 +69,8 @@ func (s *Server) newAppSide() error {
 }
 
 // startAppSide runs the trigger scheduler and the housekeeping loop
-// (command expiry, state history retention) until stopAppSide.
+// (command expiry, state history retention, expired tokens) until
+// stopAppSide.
 func (s *Server) startAppSide() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.app.cancel = cancel
@@ -88,7 +89,8 @@ func (s *Server) startAppSide() {
 	})
 }
 
-// housekeeping expires old commands and prunes old state history.
+// housekeeping expires old commands, prunes old state history and deletes
+// expired tokens.
 func (s *Server) housekeeping(ctx context.Context, now time.Time) {
 	cfg := s.cfg.AppSide
 	expiry, retention := cfg.CommandExpiry, cfg.StateRetention
@@ -109,6 +111,14 @@ func (s *Server) housekeeping(ctx context.Context, now time.Time) {
 		if _, err := s.store.PruneStateHistory(ctx, now.Add(-retention)); err != nil && ctx.Err() == nil {
 			s.log.Error("prune state history", "error", err)
 		}
+	}
+	// App, anonymous and user tokens live a day, thing tokens as long as
+	// --thing-token-ttl says (by default for ever); each expired one is
+	// refused already, and here its row goes.
+	if n, err := s.store.DeleteExpiredTokens(ctx, now); err != nil && ctx.Err() == nil {
+		s.log.Error("delete expired tokens", "error", err)
+	} else if n > 0 {
+		s.log.Debug("expired tokens deleted", "count", n)
 	}
 }
 

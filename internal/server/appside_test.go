@@ -2,9 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/thingif/thingif/internal/secret"
+	"github.com/thingif/thingif/internal/store"
 )
 
 // TestTriggersAcrossRestart drives a trigger through the assembled server:
@@ -82,5 +86,50 @@ func TestAppSideConfig(t *testing.T) {
 	cfg.AppSide.WebhookURL = "https://example/hook"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHousekeepingDeletesExpiredTokens: housekeeping deletes the rows of
+// expired tokens of every kind, here an admin token (24 h) and a thing
+// token (--thing-token-ttl 1h), and keeps the ones still valid.
+func TestHousekeepingDeletesExpiredTokens(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.ThingTokenTTL = time.Hour
+	s := startServer(t, cfg)
+	admin := adminToken(t, s)
+	var th struct{ AccessToken, ThingID string }
+	if st := rest(t, s, "POST", "/thing-if/apps/"+testAppID+"/onboardings", admin, "application/vnd.kii.OnboardingWithVendorThingIDByThing+json",
+		`{"vendorThingID":"tok-1","thingPassword":"pw"}`, &th); st != 200 {
+		t.Fatalf("onboard: %d", st)
+	}
+	ctx := context.Background()
+	exists := func(tok string) bool {
+		t.Helper()
+		// Below the cache: the rows are what housekeeping deletes (the
+		// cache serves no expired token, by the real clock).
+		_, err := s.cache.Store.Token(ctx, secret.HashToken(tok))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	for _, tt := range []struct {
+		name         string
+		after        time.Duration
+		admin, thing bool
+	}{
+		{"before either expires", 30 * time.Minute, true, true},
+		{"after the thing token's hour", time.Hour + time.Minute, true, false},
+		{"after the admin token's day", 24*time.Hour + time.Minute, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s.housekeeping(ctx, time.Now().Add(tt.after))
+			if got := exists(admin); got != tt.admin {
+				t.Errorf("admin token stored=%v, want %v", got, tt.admin)
+			}
+			if got := exists(th.AccessToken); got != tt.thing {
+				t.Errorf("thing token stored=%v, want %v", got, tt.thing)
+			}
+		})
 	}
 }

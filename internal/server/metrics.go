@@ -171,6 +171,12 @@ func (t timedStore) SaveOnboarding(ctx context.Context, o store.Onboarding) erro
 	return t.Store.SaveOnboarding(ctx, o)
 }
 
+// PruneThingTokens runs after every onboarding's SaveOnboarding.
+func (t timedStore) PruneThingTokens(ctx context.Context, thingID string, keep int) ([]string, error) {
+	defer t.since("prune_thing_tokens", time.Now())
+	return t.Store.PruneThingTokens(ctx, thingID, keep)
+}
+
 func (t timedStore) CreateCommand(ctx context.Context, c store.Command, maxPending int) error {
 	defer t.since("create_command", time.Now())
 	return t.Store.CreateCommand(ctx, c, maxPending)

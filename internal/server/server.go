@@ -80,6 +80,9 @@ type Config struct {
 	// EndpointTTL is the lifetime of issued MQTT endpoints. If zero, Kii's
 	// 2147483647 seconds.
 	EndpointTTL time.Duration
+	// ThingTokenTTL is the lifetime of thing tokens. If zero, they never
+	// expire, as Kii's did not (a thing keeps its five newest either way).
+	ThingTokenTTL time.Duration
 	// AppSide configures triggers, command expiry and state history
 	// retention; its zero value is documented field by field.
 	AppSide AppSideConfig
@@ -164,6 +167,8 @@ func (c Config) Validate() error {
 		return errors.New("config: TLSCert and TLSKey go together")
 	case c.AppSide.validate() != nil:
 		return c.AppSide.validate()
+	case c.ThingTokenTTL < 0:
+		return errors.New("config: ThingTokenTTL is negative")
 	case c.EndpointTTL < 0:
 		return errors.New("config: EndpointTTL is negative")
 	case c.EndpointTTL > 0 && c.EndpointTTL < time.Second:
@@ -328,8 +333,10 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Logger:               s.log.With("component", "httpapi"),
 		APIBroker:            func(string, string) httpapi.BrokerAddr { return advertised },
 		EndpointTTL:          cfg.EndpointTTL,
+		ThingTokenTTL:        cfg.ThingTokenTTL,
 		PasswordCost:         cfg.PasswordCost,
 		Pusher:               s.api,
+		Revoker:              s.api,
 		Limiter:              guard,
 		MaxPendingCommands:   lim.MaxPendingCommands,
 		Verifier:             verify,

@@ -9,7 +9,8 @@ import (
 // TestSendingQueriesUseIndexes: the queries on SENDING commands, which run
 // on every push, REST command and start, are served by the partial indexes
 // of migration 0003 and never scan the commands table; the history prune
-// finds its chunks by time.
+// finds its chunks by time; the token prunes find theirs by expiry and by
+// thing (migration 0005), in stored order without a sort.
 func TestSendingQueriesUseIndexes(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "x.db"))
 	defer db.Close()
@@ -24,6 +25,9 @@ func TestSendingQueriesUseIndexes(t *testing.T) {
 		{`UPDATE commands SET state = 'EXPIRED', modified_at = 0 WHERE seq IN
 			(SELECT seq FROM commands WHERE state = 'SENDING' AND created_at < ? LIMIT ?)`, []any{int64(5), 10}, "commands_sending_created"},
 		{`DELETE FROM state_history WHERE seq IN (SELECT seq FROM state_history WHERE at < ? LIMIT ?)`, []any{int64(5), 10}, "state_history_at"},
+		{`DELETE FROM tokens WHERE rowid IN
+			(SELECT rowid FROM tokens WHERE expires_at > 0 AND expires_at <= ? LIMIT ?)`, []any{int64(5), 10}, "tokens_expires"},
+		{pruneThingTokensQuery, []any{"th", 5}, "tokens_thing"},
 	} {
 		rows, err := db.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
 		if err != nil {
@@ -40,8 +44,8 @@ func TestSendingQueriesUseIndexes(t *testing.T) {
 		}
 		rows.Close()
 		got := strings.Join(plan, "; ")
-		if !strings.Contains(got, "INDEX "+tt.index) {
-			t.Errorf("%s\nplan: %s\nwant it to use %s", tt.query, got, tt.index)
+		if !strings.Contains(got, "INDEX "+tt.index) || strings.Contains(got, "TEMP B-TREE") {
+			t.Errorf("%s\nplan: %s\nwant it to use %s, without sorting", tt.query, got, tt.index)
 		}
 	}
 }

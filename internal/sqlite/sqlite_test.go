@@ -463,3 +463,29 @@ func TestCommandsRowidMigration(t *testing.T) {
 		t.Fatalf("commands is still %s", sqlText)
 	}
 }
+
+// TestDeleteExpiredTokensInChunks: more expired tokens than one chunk are
+// all deleted, and counted, across chunks; tokens that never expire stay.
+func TestDeleteExpiredTokensInChunks(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "thingif.db"))
+	defer db.Close()
+	seedThing(t, db)
+	ctx := t.Context()
+	const expired, forever = 2*housekeepingChunk + 500, 300
+	if _, err := db.exec(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO tokens (hash, app_id, kind, subject, expires_at, created_at)
+		SELECT 'h' || i, 'app1', 'user', 'u', CASE WHEN i <= ? THEN 1000 + i ELSE 0 END, 1 FROM n`,
+		expired+forever, expired); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.DeleteExpiredTokens(ctx, time.UnixMilli(1000+expired))
+	must(t, err)
+	if got, want := n, int64(expired); got != want {
+		t.Fatalf("DeleteExpiredTokens=%d, want %d", got, want)
+	}
+	var left int
+	must(t, db.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM tokens WHERE kind = 'user'").Scan(&left))
+	if got, want := left, forever; got != want {
+		t.Fatalf("%d tokens left, want %d", got, want)
+	}
+}

@@ -16,6 +16,10 @@ const (
 	stateCols        = "thing_id, alias, body, modified_at"
 )
 
+// pruneThingTokensQuery deletes a thing's thing tokens but the ? newest.
+const pruneThingTokensQuery = `DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens
+	WHERE kind = 'thing' AND subject = ? ORDER BY rowid DESC LIMIT -1 OFFSET ?) RETURNING hash`
+
 // writeStmts are the statements prepared on the writer connection. Inside a
 // transaction they are used through tx.StmtContext, which reuses the
 // preparation because the writer has a single connection.
@@ -29,6 +33,7 @@ type writeStmts struct {
 	deleteInstallation *sql.Stmt
 	putToken           *sql.Stmt
 	deleteToken        *sql.Stmt
+	pruneThingTokens   *sql.Stmt
 	countPending       *sql.Stmt
 	createCommand      *sql.Stmt
 	markDelivered      *sql.Stmt
@@ -80,6 +85,9 @@ func (db *DB) prepare(ctx context.Context) error {
 		{&db.ws.deleteInstallation, `DELETE FROM installations WHERE id = ?`},
 		{&db.ws.putToken, `INSERT INTO tokens (` + tokenCols + `) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&db.ws.deleteToken, `DELETE FROM tokens WHERE hash = ?`},
+		// Served by tokens_thing (migration 0005), whose entries end with
+		// the rowid: the thing's tokens newest first, skipping the kept.
+		{&db.ws.pruneThingTokens, pruneThingTokensQuery},
 		{&db.ws.countPending, `SELECT COUNT(*) FROM (SELECT 1 FROM commands WHERE thing_id = ? AND state = 'SENDING' LIMIT ?)`},
 		{&db.ws.createCommand, `INSERT INTO commands (id, app_id, thing_id, state, issuer, schema_name, schema_version,
 			actions, action_results, title, description, metadata, created_at, modified_at)
@@ -140,7 +148,7 @@ func (db *DB) prepare(ctx context.Context) error {
 
 func (s *writeStmts) close() error {
 	return closeStmts(s.putApp, s.insertThing, s.updateThing, s.updateVendorID, s.rehashThing, s.putInstallation, s.deleteInstallation,
-		s.putToken, s.deleteToken, s.countPending, s.createCommand, s.markDelivered, s.setActionResults,
+		s.putToken, s.deleteToken, s.pruneThingTokens, s.countPending, s.createCommand, s.markDelivered, s.setActionResults,
 		s.deleteStates, s.deleteOtherStates, s.stateBody, s.upsertState, s.insertHistory)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/thingif/thingif/internal/store"
 )
@@ -49,4 +50,41 @@ func (db *DB) DeleteToken(ctx context.Context, hash string) error {
 		}
 		return nil
 	})
+}
+
+// DeleteExpiredTokens deletes the expired tokens, a chunk at a time
+// (execChunks), through the partial index tokens_expires (migration 0005).
+func (db *DB) DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
+	n, err := db.execChunks(ctx, `DELETE FROM tokens WHERE rowid IN
+		(SELECT rowid FROM tokens WHERE expires_at > 0 AND expires_at <= ? LIMIT ?)`, now.UnixMilli())
+	if err != nil {
+		return n, fmt.Errorf("delete expired tokens: %w", err)
+	}
+	return n, nil
+}
+
+// PruneThingTokens keeps the thing's keep newest thing tokens, newest by
+// rowid: SQLite gives a new row a rowid above every one in the table, so
+// rowid order is the order the tokens were stored.
+func (db *DB) PruneThingTokens(ctx context.Context, thingID string, keep int) ([]string, error) {
+	var hashes []string
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, db.ws.pruneThingTokens).QueryContext(ctx, thingID, max(keep, 0))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				return err
+			}
+			hashes = append(hashes, h)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prune thing tokens of %q: %w", thingID, err)
+	}
+	return hashes, nil
 }

@@ -259,6 +259,15 @@ type Store interface {
 	Token(ctx context.Context, hash string) (Token, error)
 	// DeleteToken removes a token; deleting a missing one is not an error.
 	DeleteToken(ctx context.Context, hash string) error
+	// DeleteExpiredTokens deletes every token, of any kind, whose ExpiresAt
+	// is set and not after now, and returns how many it deleted. Such a
+	// token is refused already; this only frees its row.
+	DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error)
+	// PruneThingTokens keeps the keep most recently stored thing tokens of
+	// a thing and deletes its others, returning the digests it deleted (so
+	// that a cache can forget them). Stored order, not CreatedAt, decides:
+	// a token just issued is kept even when the clock went back.
+	PruneThingTokens(ctx context.Context, thingID string, keep int) ([]string, error)
 
 	// CreateCommand stores a new command durably before returning. When
 	// maxPending > 0 and the thing already has maxPending or more commands in

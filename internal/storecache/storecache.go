@@ -68,6 +68,9 @@ func New(s store.Store, cfg Config) *Store {
 	}
 	c := &Store{Store: s, now: cfg.Now}
 	c.installations.altKey = func(in store.Installation) string { return in.ID }
+	// An expired token is never served from memory: past its expiry the
+	// store decides (DeleteExpiredTokens may have deleted it).
+	c.tokens.until = func(t store.Token) time.Time { return t.ExpiresAt }
 	c.installations.init(cfg)
 	c.tokens.init(cfg)
 	c.things.init(cfg)
@@ -167,6 +170,22 @@ func (c *Store) DeleteToken(ctx context.Context, hash string) error {
 	return c.Store.DeleteToken(ctx, hash)
 }
 
+// PruneThingTokens implements store.Store. A pruned token is dropped like
+// a revoked one, at once. A read racing the prune cannot put it back: the
+// drops void every fill that started before them.
+func (c *Store) PruneThingTokens(ctx context.Context, thingID string, keep int) ([]string, error) {
+	hashes, err := c.Store.PruneThingTokens(ctx, thingID, keep)
+	for _, h := range hashes {
+		c.tokens.drop(h)
+	}
+	if err != nil {
+		// The prune may have committed without telling which rows it
+		// deleted: forget every token rather than serve a deleted one.
+		c.tokens.dropAll()
+	}
+	return hashes, err
+}
+
 // UpdateThing implements store.Store.
 func (c *Store) UpdateThing(ctx context.Context, t store.Thing) error {
 	defer c.things.drop(thingKey{t.AppID, t.ID})
@@ -202,6 +221,9 @@ type table[K comparable, V any] struct {
 	// altKey, if set, names a second key of a value (an installation's ID)
 	// by which dropAlt finds its entry.
 	altKey func(V) string
+	// until, if set, names a time (zero: none) after which a value must
+	// not be served from the table, even within ttl.
+	until func(V) time.Time
 
 	mu  sync.Mutex
 	m   map[K]entry[V]
@@ -264,7 +286,13 @@ func (t *table[K, V]) putIf(gen uint64, k K, v V, now time.Time) {
 		}
 	}
 	t.removeLocked(k)
-	t.m[k] = entry[V]{v: v, expires: now.Add(t.ttl)}
+	expires := now.Add(t.ttl)
+	if t.until != nil {
+		if u := t.until(v); !u.IsZero() && u.Before(expires) {
+			expires = u
+		}
+	}
+	t.m[k] = entry[V]{v: v, expires: expires}
 	if t.altKey != nil {
 		t.alt[t.altKey(v)] = k
 	}
@@ -287,6 +315,17 @@ func (t *table[K, V]) drop(k K) {
 	defer t.mu.Unlock()
 	t.gen++
 	t.removeLocked(k)
+}
+
+// dropAll empties the table and makes fills in progress void.
+func (t *table[K, V]) dropAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	clear(t.m)
+	if t.alt != nil {
+		clear(t.alt)
+	}
 }
 
 // replace drops the entry whose value has the second key alt, makes fills

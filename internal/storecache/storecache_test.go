@@ -330,3 +330,63 @@ func TestStateTriggersCached(t *testing.T) {
 		t.Fatalf("%d store reads, want 4 (one after each change)", n)
 	}
 }
+
+// TestPrunedTokenRefusedAtOnce: a cached thing token that PruneThingTokens
+// deleted is gone from the cache with it, like a revoked one; the kept
+// ones are still served from memory.
+func TestPrunedTokenRefusedAtOnce(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	if err := f.c.SaveOnboarding(ctx, onboarding("th.1", "in1", "user1", true)); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"old", "new"} {
+		if err := f.c.PutToken(ctx, store.Token{Hash: h, AppID: "app1", Kind: store.TokenThing, Subject: "th.1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.c.Token(ctx, h); err != nil { // cached
+			t.Fatal(err)
+		}
+	}
+	pruned, err := f.c.PruneThingTokens(ctx, "th.1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(pruned), 2; got != want {
+		t.Fatalf("pruned %v, want %d tokens", pruned, want)
+	}
+	for _, h := range []string{"tok-user1", "old"} {
+		if _, err := f.c.Token(ctx, h); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("pruned token %s: err=%v, want ErrNotFound", h, err)
+		}
+	}
+	reads := f.under.tokens.Load()
+	if _, err := f.c.Token(ctx, "new"); err != nil {
+		t.Fatalf("kept token: %v", err)
+	}
+	if got := f.under.tokens.Load(); got != reads {
+		t.Fatalf("the kept token was read from the store again (%d reads, want %d)", got, reads)
+	}
+}
+
+// TestExpiredTokenNotServedFromMemory: a token cached shortly before its
+// expiry is read from the store once it has expired, so a token that
+// DeleteExpiredTokens deleted is not found, as in the store.
+func TestExpiredTokenNotServedFromMemory(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	exp := f.clock.now().Add(10 * time.Second)
+	if err := f.c.PutToken(ctx, store.Token{Hash: "h1", AppID: "app1", Kind: store.TokenApp, ExpiresAt: exp}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Token(ctx, "h1"); err != nil { // cached, for up to a minute
+		t.Fatal(err)
+	}
+	f.clock.add(10 * time.Second)
+	if n, err := f.c.DeleteExpiredTokens(ctx, f.clock.now()); err != nil || n != 1 {
+		t.Fatalf("DeleteExpiredTokens=%d, %v; want 1", n, err)
+	}
+	if _, err := f.c.Token(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired and deleted token: err=%v, want ErrNotFound", err)
+	}
+}

@@ -71,6 +71,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteInstallation", testDeleteInstallation},
 		{"Tokens", testTokens},
 		{"DeleteToken", testDeleteToken},
+		{"DeleteExpiredTokens", testDeleteExpiredTokens},
+		{"PruneThingTokens", testPruneThingTokens},
 		{"CommandRoundTrip", testCommandRoundTrip},
 		{"CommandNotFound", testCommandNotFound},
 		{"PendingCommands", testPendingCommands},

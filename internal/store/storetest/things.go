@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -474,5 +475,96 @@ func testUpdateVendorThingID(t *testing.T, s store.Store) {
 		{AppID: "app2", ThingID: "th.1", VendorThingID: "v-x"},
 	} {
 		wantErr(t, "UpdateVendorThingID "+u.AppID+"/"+u.ThingID, s.UpdateVendorThingID(ctx, u), store.ErrNotFound)
+	}
+}
+
+func testDeleteExpiredTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s) // tok1: a thing token that never expires
+	tokens := []struct {
+		tok  store.Token
+		gone bool
+	}{
+		{store.Token{Hash: "h-app", AppID: "app1", Kind: store.TokenApp, CreatedAt: at(1), ExpiresAt: at(100)}, true}, // expires at now
+		{store.Token{Hash: "h-user", AppID: "app1", Kind: store.TokenUser, Subject: "u1", CreatedAt: at(1), ExpiresAt: at(50)}, true},
+		{store.Token{Hash: "h-thing", AppID: "app1", Kind: store.TokenThing, Subject: "th.1", CreatedAt: at(1), ExpiresAt: at(99)}, true},
+		{store.Token{Hash: "h-anon", AppID: "app1", Kind: store.TokenAnonymous, CreatedAt: at(1), ExpiresAt: at(101)}, false},
+		{store.Token{Hash: "h-forever", AppID: "app1", Kind: store.TokenUser, Subject: "u1", CreatedAt: at(1)}, false},
+		{newToken("app1", "th.1", "tok1"), false},
+	}
+	for _, tt := range tokens[:len(tokens)-1] {
+		must(t, "PutToken "+tt.tok.Hash, s.PutToken(ctx, tt.tok))
+	}
+	n, err := s.DeleteExpiredTokens(ctx, at(100))
+	must(t, "DeleteExpiredTokens", err)
+	if got, want := n, int64(3); got != want {
+		t.Fatalf("DeleteExpiredTokens=%d, want %d", got, want)
+	}
+	for _, tt := range tokens {
+		got, err := s.Token(ctx, tt.tok.Hash)
+		if tt.gone {
+			wantErr(t, "expired token "+tt.tok.Hash, err, store.ErrNotFound)
+			continue
+		}
+		must(t, "kept token "+tt.tok.Hash, err)
+		diff(t, "kept token "+tt.tok.Hash, got, tt.tok)
+	}
+	n, err = s.DeleteExpiredTokens(ctx, at(100))
+	must(t, "DeleteExpiredTokens again", err)
+	if n != 0 {
+		t.Fatalf("DeleteExpiredTokens again=%d, want 0", n)
+	}
+}
+
+func testPruneThingTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s) // tok1 of th.1
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok-th2")))
+	// Stored in this order, with CreatedAt going backwards: stored order
+	// decides which are newest.
+	for i := 2; i <= 7; i++ {
+		tok := newToken("app1", "th.1", fmt.Sprint("tok", i))
+		tok.CreatedAt = at(100 - i)
+		must(t, "PutToken", s.PutToken(ctx, tok))
+	}
+	// A user token whose subject happens to be the thing's ID is not a
+	// thing token of it.
+	user := store.Token{Hash: "h-user", AppID: "app1", Kind: store.TokenUser, Subject: "th.1", CreatedAt: at(1)}
+	must(t, "PutToken user", s.PutToken(ctx, user))
+
+	for _, tt := range []struct {
+		name    string
+		keep    int
+		deleted []string
+		kept    []string
+	}{
+		{"keep 3", 3, []string{"tok1", "tok2", "tok3", "tok4"}, []string{"tok5", "tok6", "tok7"}},
+		{"again", 3, nil, []string{"tok5", "tok6", "tok7"}},
+		{"keep more than there are", 10, nil, []string{"tok5", "tok6", "tok7"}},
+		{"keep 1", 1, []string{"tok5", "tok6"}, []string{"tok7"}},
+		{"keep 0", 0, []string{"tok7"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.PruneThingTokens(ctx, "th.1", tt.keep)
+			must(t, "PruneThingTokens", err)
+			slices.Sort(got)
+			if len(got) == 0 {
+				got = nil
+			}
+			diff(t, "deleted", got, tt.deleted)
+			for _, h := range tt.deleted {
+				_, err := s.Token(ctx, h)
+				wantErr(t, "pruned token "+h, err, store.ErrNotFound)
+			}
+			for _, h := range append(tt.kept, "tok-th2", "h-user") {
+				_, err := s.Token(ctx, h)
+				must(t, "kept token "+h, err)
+			}
+		})
+	}
+	got, err := s.PruneThingTokens(ctx, "th.none", 0)
+	must(t, "PruneThingTokens of a thing without tokens", err)
+	if len(got) != 0 {
+		t.Fatalf("PruneThingTokens of a thing without tokens deleted %v", got)
 	}
 }
