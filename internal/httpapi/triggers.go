@@ -73,6 +73,9 @@ func (h *Handler) postTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNumberRange(b); err != nil {
+		return err
+	}
 	if err := decodeStrict(b, &req, errWrongTrigger); err != nil {
 		return err
 	}
@@ -91,6 +94,17 @@ func (h *Handler) postTrigger(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusCreated, struct {
 		TriggerID string `json:"triggerID"`
 	}{tr.ID})
+	return nil
+}
+
+// checkNumberRange refuses, with 400 INVALID_INPUT_DATA naming it, a number
+// a float64 cannot hold (1e400) in a JSON object body that is stored:
+// triggers and commands, as state uploads are. Bodies that are not valid
+// objects pass; their own parsing answers them.
+func checkNumberRange(body []byte) error {
+	if _, err := store.CompactObject(body); errors.Is(err, store.ErrNumberRange) {
+		return errInvalidInput.with("%v", err)
+	}
 	return nil
 }
 
@@ -290,6 +304,9 @@ func (h *Handler) patchTrigger(w http.ResponseWriter, r *http.Request) error {
 	}
 	b, err := h.readBody(w, r)
 	if err != nil {
+		return err
+	}
+	if err := checkNumberRange(b); err != nil {
 		return err
 	}
 	var req triggerRequest
