@@ -63,6 +63,7 @@ var (
 	errEndNodeNotFound   = &apiError{http.StatusNotFound, "END_NODE_NOT_FOUND", "EndNodeNotFound", "the thing is not an end node of this gateway"}
 	errUserAlreadyExists = &apiError{http.StatusConflict, "USER_ALREADY_EXISTS", "UserAlreadyExists", "the user exists"}
 	errOwnershipExists   = &apiError{http.StatusConflict, "THING_OWNERSHIP_ALREADY_EXISTS", "ThingOwnershipAlreadyExists", "the thing has another owner"}
+	errTooManyTriggers   = &apiError{http.StatusConflict, "TOO_MANY_TRIGGERS", "TooManyTriggers", "the thing has as many triggers as allowed"}
 )
 
 // Error implements error.

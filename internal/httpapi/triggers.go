@@ -12,6 +12,25 @@ import (
 	"github.com/thingif/thingif/internal/trigger"
 )
 
+// DefaultMaxTriggersPerThing is how many triggers a thing may have when
+// Config.MaxTriggersPerThing is zero. Every state upload evaluates all of
+// the thing's STATES triggers: 3,000 of them made one thing's uploads 36
+// times slower.
+const DefaultMaxTriggersPerThing = 100
+
+// triggerBound turns a configured MaxTriggersPerThing (0: the default,
+// negative: none) into the bound store.CreateTrigger takes (0: none).
+func triggerBound(configured int) int {
+	switch {
+	case configured < 0:
+		return 0
+	case configured == 0:
+		return DefaultMaxTriggersPerThing
+	default:
+		return configured
+	}
+}
+
 // What a trigger does.
 const (
 	triggersCommand    = "COMMAND"
@@ -87,7 +106,11 @@ func (h *Handler) postTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err := h.applyTrigger(r, p, &tr, req); err != nil {
 		return err
 	}
-	if err := h.store.CreateTrigger(r.Context(), tr); err != nil {
+	max := triggerBound(h.cfg.MaxTriggersPerThing)
+	switch err := h.store.CreateTrigger(r.Context(), tr, max); {
+	case errors.Is(err, store.ErrTooManyTriggers):
+		return errTooManyTriggers.with("the thing already has %d triggers, the limit; delete one first", max)
+	case err != nil:
 		return fmt.Errorf("store trigger: %w", err)
 	}
 	h.triggersChanged()
