@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&lim.MaxConnsPerAddr, "max-conns-per-addr", 0, "connections per source IP address and broker (default 1000; -1: no bound)")
 	fs.UintVar(&maxInflight, "max-inflight", 0, "QoS 1/2 messages in flight per MQTT client (default 256)")
 	fs.IntVar(&lim.MaxPendingCommands, "max-pending-commands", 0, "commands waiting per thing before 429 (default 1000; -1: no bound)")
+	fs.IntVar(&lim.MaxTriggersPerThing, "max-triggers-per-thing", 0, "triggers per thing before 409 (default 100; -1: no bound)")
 	fs.IntVar(&lim.BruteForce.Free, "login-free-failures", 0, "wrong passwords or app keys per thing or address before blocking (default 5)")
 	fs.DurationVar(&lim.BruteForce.Max, "login-max-block", 0, "longest block after repeated wrong credentials (default 5m)")
 	fs.Func("registrations-per-addr", "new things registered per second per source address, `RATE[:BURST]` (default 10:100; -1: no limit)", rateFlag(&lim.RegistrationsPerAddr))

@@ -425,6 +425,7 @@ func TestStateHistory(t *testing.T) {
 	if len(page.Results) != 2 || page.Results[0]["temp"] != 20.0 || page.NextPaginationKey == "" {
 		t.Fatalf("first page %s", r.body)
 	}
+	created20, _ := page.Results[0]["_created"].(float64)
 	r = q(`{"query":{"clause":{"type":"withinTimeRange","lowerLimit":` + fmt.Sprint(start) + `,"upperLimit":` + fmt.Sprint(start+25*60000) + `}},"bestEffortLimit":2,"paginationKey":"` + page.NextPaginationKey + `"}`)
 	check(t, r, 200, "")
 	page.NextPaginationKey = ""
@@ -432,10 +433,11 @@ func TestStateHistory(t *testing.T) {
 	if len(page.Results) != 1 || page.Results[0]["temp"] != 27.0 || page.NextPaginationKey != "" {
 		t.Fatalf("second page %s", r.body)
 	}
+	created27, _ := page.Results[0]["_created"].(float64)
 
 	r = q(`{"query":{"aggregations":[{"type":"COUNT","field":"temp","putAggregationInto":"n"},{"type":"MIN","field":"temp"},{"type":"max","field":"temp"},{"type":"MEAN","field":"temp"},{"type":"SUM","field":"temp"},{"type":"MEAN","field":"nope"}]}}`)
 	check(t, r, 200, "")
-	if want := `{"aggregations":[{"type":"COUNT","putAggregationInto":"n","field":"temp","value":4},{"type":"MIN","putAggregationInto":"min","field":"temp","value":20},{"type":"MAX","putAggregationInto":"max","field":"temp","value":27},{"type":"MEAN","putAggregationInto":"mean","field":"temp","value":23.5},{"type":"SUM","putAggregationInto":"sum","field":"temp","value":94},{"type":"MEAN","putAggregationInto":"mean","field":"nope","value":null}]}`; string(r.body) != want {
+	if want := `{"aggregations":[{"type":"COUNT","putAggregationInto":"n","field":"temp","value":4},{"type":"MIN","putAggregationInto":"min","field":"temp","value":20,"object":{"_created":` + fmt.Sprint(int64(created20)) + `,"on":true,"temp":20}},{"type":"MAX","putAggregationInto":"max","field":"temp","value":27,"object":{"_created":` + fmt.Sprint(int64(created27)) + `,"on":true,"temp":27}},{"type":"MEAN","putAggregationInto":"mean","field":"temp","value":23.5},{"type":"SUM","putAggregationInto":"sum","field":"temp","value":94},{"type":"MEAN","putAggregationInto":"mean","field":"nope","value":null}]}`; string(r.body) != want {
 		t.Fatalf("aggregations\n got %s\nwant %s", r.body, want)
 	}
 

@@ -135,6 +135,9 @@ func parseCommand(body []byte) (store.Command, error) {
 	if !utf8.Valid(body) || !json.Valid(body) {
 		return store.Command{}, errInvalidInput.with("the body is not valid JSON")
 	}
+	if err := checkNumberRange(body); err != nil {
+		return store.Command{}, err
+	}
 	var req commandRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -67,6 +67,7 @@ var (
 	errUserAlreadyExists = &apiError{http.StatusConflict, "USER_ALREADY_EXISTS", "UserAlreadyExists", "the user exists"}
 	errOwnershipExists   = &apiError{http.StatusConflict, "THING_OWNERSHIP_ALREADY_EXISTS", "ThingOwnershipAlreadyExists", "the thing has another owner"}
 	errThingExists       = &apiError{http.StatusConflict, "THING_ALREADY_EXISTS", "ThingAlreadyExists", "another thing has this vendorThingID"}
+	errTooManyTriggers   = &apiError{http.StatusConflict, "TOO_MANY_TRIGGERS", "TooManyTriggers", "the thing has as many triggers as allowed"}
 )
 
 // Error implements error.

@@ -83,6 +83,11 @@ type Config struct {
 	// TOO_MANY_PENDING_COMMANDS. If zero, DefaultMaxPendingCommands; if
 	// negative, no bound.
 	MaxPendingCommands int
+	// MaxTriggersPerThing bounds the triggers a thing may have, since every
+	// state upload evaluates all of its STATES triggers; a new one beyond it
+	// is answered 409 TOO_MANY_TRIGGERS. If zero,
+	// DefaultMaxTriggersPerThing; if negative, no bound.
+	MaxTriggersPerThing int
 	// UserTokenTTL is the lifetime of user tokens. If zero,
 	// DefaultUserTokenTTL.
 	UserTokenTTL time.Duration

@@ -94,7 +94,11 @@ func checkAliases(aliases map[string]json.RawMessage, where string) (map[string]
 		if !isObject(obj) {
 			return nil, errInvalidInput.with("%sthe state of alias %q must be an object", where, alias)
 		}
-		aliases[alias] = compact(obj)
+		c, err := store.CompactObject(obj) // refuses numbers a float64 cannot hold
+		if err != nil {
+			return nil, errInvalidInput.with("%sthe state of alias %q: %v", where, alias, err)
+		}
+		aliases[alias] = c
 	}
 	return aliases, nil
 }

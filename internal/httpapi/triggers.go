@@ -12,6 +12,25 @@ import (
 	"github.com/thingif/thingif/internal/trigger"
 )
 
+// DefaultMaxTriggersPerThing is how many triggers a thing may have when
+// Config.MaxTriggersPerThing is zero. Every state upload evaluates all of
+// the thing's STATES triggers: 3,000 of them made one thing's uploads 36
+// times slower.
+const DefaultMaxTriggersPerThing = 100
+
+// triggerBound turns a configured MaxTriggersPerThing (0: the default,
+// negative: none) into the bound store.CreateTrigger takes (0: none).
+func triggerBound(configured int) int {
+	switch {
+	case configured < 0:
+		return 0
+	case configured == 0:
+		return DefaultMaxTriggersPerThing
+	default:
+		return configured
+	}
+}
+
 // What a trigger does.
 const (
 	triggersCommand    = "COMMAND"
@@ -73,6 +92,9 @@ func (h *Handler) postTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNumberRange(b); err != nil {
+		return err
+	}
 	if err := decodeStrict(b, &req, errWrongTrigger); err != nil {
 		return err
 	}
@@ -84,13 +106,28 @@ func (h *Handler) postTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err := h.applyTrigger(r, p, &tr, req); err != nil {
 		return err
 	}
-	if err := h.store.CreateTrigger(r.Context(), tr); err != nil {
+	max := triggerBound(h.cfg.MaxTriggersPerThing)
+	switch err := h.store.CreateTrigger(r.Context(), tr, max); {
+	case errors.Is(err, store.ErrTooManyTriggers):
+		return errTooManyTriggers.with("the thing already has %d triggers, the limit; delete one first", max)
+	case err != nil:
 		return fmt.Errorf("store trigger: %w", err)
 	}
 	h.triggersChanged()
 	writeJSON(w, http.StatusCreated, struct {
 		TriggerID string `json:"triggerID"`
 	}{tr.ID})
+	return nil
+}
+
+// checkNumberRange refuses, with 400 INVALID_INPUT_DATA naming it, a number
+// a float64 cannot hold (1e400) in a JSON object body that is stored:
+// triggers and commands, as state uploads are. Bodies that are not valid
+// objects pass; their own parsing answers them.
+func checkNumberRange(body []byte) error {
+	if _, err := store.CompactObject(body); errors.Is(err, store.ErrNumberRange) {
+		return errInvalidInput.with("%v", err)
+	}
 	return nil
 }
 
@@ -290,6 +327,9 @@ func (h *Handler) patchTrigger(w http.ResponseWriter, r *http.Request) error {
 	}
 	b, err := h.readBody(w, r)
 	if err != nil {
+		return err
+	}
+	if err := checkNumberRange(b); err != nil {
 		return err
 	}
 	var req triggerRequest

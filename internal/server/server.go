@@ -132,6 +132,9 @@ type Limits struct {
 	// MaxPendingCommands bounds each thing's commands not yet delivered
 	// (httpapi.DefaultMaxPendingCommands); negative: no bound.
 	MaxPendingCommands int
+	// MaxTriggersPerThing bounds each thing's triggers
+	// (httpapi.DefaultMaxTriggersPerThing); negative: no bound.
+	MaxTriggersPerThing int
 	// BruteForce slows down and then refuses repeated wrong thing passwords
 	// and app keys (limit package defaults).
 	BruteForce limit.Config
@@ -342,6 +345,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Verifier:             verify,
 		RegistrationsPerAddr: limit.NewBuckets(lim.RegistrationsPerAddr.WithDefault(limit.DefaultRegistrationsPerAddr)),
 		RegistrationsPerApp:  limit.NewBuckets(lim.RegistrationsPerApp.WithDefault(limit.DefaultRegistrationsPerApp)),
+		MaxTriggersPerThing:  lim.MaxTriggersPerThing,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("http handler: %w", err)

@@ -322,17 +322,36 @@ func scanTrigger(s scanner) (store.Trigger, int64, error) {
 	return tr, seq, nil
 }
 
-// CreateTrigger stores a new trigger.
-func (db *DB) CreateTrigger(ctx context.Context, tr store.Trigger) error {
-	if _, err := db.exec(ctx, `INSERT INTO triggers (id, app_id, thing_id, event_source, predicate, command,
-		server_code, title, description, metadata, disabled, disabled_reason, evaluated, satisfied, fired_at,
-		created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		tr.ID, tr.AppID, tr.ThingID, tr.EventSource, string(tr.Predicate), jsonArg(tr.Command), jsonArg(tr.ServerCode),
-		tr.Title, tr.Description, jsonArg(tr.Metadata), tr.Disabled, tr.DisabledReason, tr.Run.Evaluated,
-		tr.Run.Satisfied, millis(tr.Run.FiredAt), millis(tr.CreatedAt), millis(tr.ModifiedAt)); err != nil {
-		return fmt.Errorf("create trigger %q: %w", tr.ID, translate(err))
-	}
-	return nil
+// CreateTrigger stores a new trigger. It returns store.ErrConflict if the
+// ID is taken, store.ErrNotFound if its thing does not exist and
+// store.ErrTooManyTriggers if maxPerThing > 0 and the thing has that many
+// triggers.
+func (db *DB) CreateTrigger(ctx context.Context, tr store.Trigger, maxPerThing int) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// Counted in the insert's transaction on the writer's connection, as
+		// CreateCommand counts pending commands: exact under concurrency.
+		// The LIMIT keeps the count cheap for a thing far over the bound
+		// (one made before the bound, or with a larger one).
+		if maxPerThing > 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM triggers WHERE thing_id = ? LIMIT ?)`,
+				tr.ThingID, maxPerThing).Scan(&n); err != nil {
+				return fmt.Errorf("create trigger %q: count triggers: %w", tr.ID, err)
+			}
+			if n >= maxPerThing {
+				return fmt.Errorf("create trigger %q: thing %q has %d or more: %w", tr.ID, tr.ThingID, n, store.ErrTooManyTriggers)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO triggers (id, app_id, thing_id, event_source, predicate, command,
+			server_code, title, description, metadata, disabled, disabled_reason, evaluated, satisfied, fired_at,
+			created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			tr.ID, tr.AppID, tr.ThingID, tr.EventSource, string(tr.Predicate), jsonArg(tr.Command), jsonArg(tr.ServerCode),
+			tr.Title, tr.Description, jsonArg(tr.Metadata), tr.Disabled, tr.DisabledReason, tr.Run.Evaluated,
+			tr.Run.Satisfied, millis(tr.Run.FiredAt), millis(tr.CreatedAt), millis(tr.ModifiedAt)); err != nil {
+			return fmt.Errorf("create trigger %q: %w", tr.ID, translate(err))
+		}
+		return nil
+	})
 }
 
 // Trigger returns a trigger of the thing, or store.ErrNotFound.

@@ -161,8 +161,11 @@ type AppSide interface {
 	PruneStateHistory(ctx context.Context, before time.Time) (int64, error)
 
 	// CreateTrigger stores a new trigger. ErrNotFound if its thing does not
-	// exist, ErrConflict if its ID is taken.
-	CreateTrigger(ctx context.Context, tr Trigger) error
+	// exist, ErrConflict if its ID is taken. When maxPerThing > 0 and the
+	// thing already has maxPerThing or more triggers, it stores nothing and
+	// returns ErrTooManyTriggers: the count and the insert are one
+	// transaction, so the bound is exact under concurrent creates.
+	CreateTrigger(ctx context.Context, tr Trigger, maxPerThing int) error
 	// Trigger returns a trigger of the thing, or ErrNotFound.
 	Trigger(ctx context.Context, thingID, id string) (Trigger, error)
 	// Triggers lists the triggers of a thing, oldest first, at most limit

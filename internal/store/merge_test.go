@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -123,25 +125,76 @@ func jsonEqual(t *testing.T, a, b json.RawMessage) bool {
 	return string(xb) == string(yb)
 }
 
+func TestCompactObject(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+		err              error // nil: accepted; else errors.Is must hold, or any error when errAny
+		errAny           bool
+	}{
+		{name: "compacted", body: ` { "a" : [ 1 , 2.5e3 ] , "b" : "x y" } `, want: `{"a":[1,2.5e3],"b":"x y"}`},
+		{name: "largest float", body: `{"a":1.7976931348623157e308,"b":-1.7976931348623157e308}`, want: `{"a":1.7976931348623157e308,"b":-1.7976931348623157e308}`},
+		{name: "underflow rounds to zero", body: `{"a":1e-400}`, want: `{"a":1e-400}`},
+		{name: "long integer without exponent", body: `{"a":` + strings.Repeat("9", 300) + `}`, want: `{"a":` + strings.Repeat("9", 300) + `}`},
+		{name: "overflow in a string is text", body: `{"a":"1e400","b\\\"1e400":"\\"}`, want: `{"a":"1e400","b\\\"1e400":"\\"}`},
+		{name: "overflow", body: `{"a":1e400}`, err: ErrNumberRange},
+		{name: "negative overflow", body: `{"a":-1E+400}`, err: ErrNumberRange},
+		{name: "just above the largest float", body: `{"a":1.7976931348623159e308}`, err: ErrNumberRange},
+		{name: "overflow nested in arrays", body: `{"a":[{"b":[0,1e309]}]}`, err: ErrNumberRange},
+		{name: "overflow after a string with an escaped quote", body: `{"a":"\"","b":1e999}`, err: ErrNumberRange},
+		{name: "310 digits", body: `{"a":` + strings.Repeat("9", 310) + `}`, err: ErrNumberRange},
+		{name: "array", body: `[1]`, errAny: true},
+		{name: "truncated", body: `{"a":`, errAny: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := CompactObject(json.RawMessage(tt.body))
+			switch {
+			case tt.err != nil || tt.errAny:
+				if err == nil || (tt.err != nil && !errors.Is(err, tt.err)) {
+					t.Fatalf("CompactObject(%s) = %s, %v; want error %v", tt.body, got, err, tt.err)
+				}
+			case err != nil:
+				t.Fatalf("CompactObject(%s): %v", tt.body, err)
+			case string(got) != tt.want:
+				t.Fatalf("CompactObject(%s) = %s, want %s", tt.body, got, tt.want)
+			}
+		})
+	}
+	// The message names the number, shortened when long.
+	_, err := CompactObject(json.RawMessage(`{"a":` + strings.Repeat("1", 400) + `}`))
+	if got, want := err.Error(), "number "+strings.Repeat("1", maxNumberQuote)+"…"; !strings.HasPrefix(got, want) {
+		t.Fatalf("error %q, want it to start %q", got, want)
+	}
+}
+
 // FuzzCompactObject: whatever CompactObject accepts is a JSON object that
 // decodes as its input does, with no insignificant space left; what it
-// refuses is not a JSON object.
+// refuses is not a JSON object, or holds a number a float64 cannot (which
+// is exactly what encoding/json cannot decode into a float64).
 func FuzzCompactObject(f *testing.F) {
-	for _, s := range []string{`{"a":1}`, ` { "a" : [1, 2] } `, `{"a":1,"a":2}`, `[]`, `1`, `{`, `{"a":1} {}`, ``} {
+	for _, s := range []string{`{"a":1}`, ` { "a" : [1, 2] } `, `{"a":1,"a":2}`, `[]`, `1`, `{`, `{"a":1} {}`, ``,
+		`{"a":1e400}`, `{"a":"1e400"}`, `{"a":"\\\"","b":-1e-400}`, `{"a":[1.7976931348623159e308]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, err := CompactObject(body)
 		var in map[string]any
-		isObject := json.Unmarshal(body, &in) == nil && in != nil
+		decodeErr := json.Unmarshal(body, &in)
+		isObject := decodeErr == nil && in != nil
 		if err != nil {
 			if isObject {
 				t.Fatalf("CompactObject(%q) refused a JSON object: %v", body, err)
 			}
+			if errors.Is(err, ErrNumberRange) {
+				var rangeErr *json.UnmarshalTypeError
+				if !errors.As(decodeErr, &rangeErr) || !strings.HasPrefix(rangeErr.Value, "number") {
+					t.Fatalf("CompactObject(%q): %v, but encoding/json says %v", body, err, decodeErr)
+				}
+			}
 			return
 		}
 		if !isObject {
-			t.Fatalf("CompactObject(%q) = %q, accepting what is not a JSON object", body, got)
+			t.Fatalf("CompactObject(%q) = %q, accepting what is not a JSON object (%v)", body, got, decodeErr)
 		}
 		var out map[string]any
 		if err := json.Unmarshal(got, &out); err != nil || !reflect.DeepEqual(in, out) {

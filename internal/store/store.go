@@ -32,6 +32,9 @@ var (
 	// ErrTooManyPending is returned by CreateCommand when the thing already
 	// has as many commands waiting to be delivered as the caller allows.
 	ErrTooManyPending = errors.New("too many pending commands")
+	// ErrTooManyTriggers is returned by CreateTrigger when the thing already
+	// has as many triggers as the caller allows.
+	ErrTooManyTriggers = errors.New("too many triggers")
 )
 
 // App is a thing-if application: the unit that owns things, and whose ID and

@@ -103,9 +103,9 @@ func (c *Store) EnabledTriggers(ctx context.Context, thingID, eventSource string
 }
 
 // CreateTrigger implements store.Store.
-func (c *Store) CreateTrigger(ctx context.Context, tr store.Trigger) error {
+func (c *Store) CreateTrigger(ctx context.Context, tr store.Trigger, maxPerThing int) error {
 	defer c.stateTriggers.drop(tr.ThingID)
-	return c.Store.CreateTrigger(ctx, tr)
+	return c.Store.CreateTrigger(ctx, tr, maxPerThing)
 }
 
 // UpdateTrigger implements store.Store.

@@ -308,7 +308,7 @@ func TestStateTriggersCached(t *testing.T) {
 	}
 	tr := store.Trigger{ID: "tr1", AppID: "app1", ThingID: "th.1", EventSource: store.EventStates,
 		Predicate: json.RawMessage(`{"eventSource":"STATES"}`)}
-	if err := f.c.CreateTrigger(ctx, tr); err != nil {
+	if err := f.c.CreateTrigger(ctx, tr, 0); err != nil {
 		t.Fatal(err)
 	}
 	trs := get(1)

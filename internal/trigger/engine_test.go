@@ -138,7 +138,7 @@ func (f *fixture) addTrigger(id, predicate, command, serverCode string) {
 	if serverCode != "" {
 		tr.ServerCode = json.RawMessage(serverCode)
 	}
-	must(f.t, f.st.CreateTrigger(f.t.Context(), tr))
+	must(f.t, f.st.CreateTrigger(f.t.Context(), tr, 0))
 }
 
 // state writes a v1 state of th.1 and tells the engine.

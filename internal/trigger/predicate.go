@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -129,28 +130,35 @@ func strictDecode(b []byte, v any) error {
 	return nil
 }
 
-// Condition types.
+// Condition types. all and withinTimeRange exist only in state history
+// queries (ParseQueryClause).
 const (
-	condEq    = "eq"
-	condNot   = "not"
-	condRange = "range"
-	condAnd   = "and"
-	condOr    = "or"
+	condEq        = "eq"
+	condNot       = "not"
+	condRange     = "range"
+	condAnd       = "and"
+	condOr        = "or"
+	condAll       = "all"
+	condTimeRange = "withinTimeRange"
 )
 
-// Condition is a STATES condition: a comparison of one state field, or a
-// combination of conditions.
+// Condition is a STATES condition, or a clause of a state history query: a
+// comparison of one state field, a combination of conditions, and in
+// queries also all (every entry) and withinTimeRange (a condition on the
+// entry's time). Triggers and history queries share this one evaluator, so
+// eq, not, range, and and or mean the same in both.
 type Condition struct {
 	Type string
 	// Alias names the trait alias whose state holds Field (v2); empty for a
-	// v1 state.
+	// v1 state, and in queries (whose alias is in the path).
 	Alias string
 	// Field is the state field: a top-level key, or a dotted path into
 	// nested objects.
 	Field string
 	// Value is the eq operand.
 	Value any
-	// Range bounds; nil when open.
+	// Range bounds; nil when open. For withinTimeRange both are set, in ms
+	// since the epoch, and both included.
 	Lower, Upper                 *float64
 	LowerIncluded, UpperIncluded bool
 	// Clauses are the operands of and, or (any number) and not (one).
@@ -171,16 +179,44 @@ type conditionJSON struct {
 	Clauses       []json.RawMessage `json:"clauses"`
 }
 
-// maxConditionDepth bounds nesting, so that a hostile predicate cannot
-// exhaust the stack.
-const maxConditionDepth = 16
+// Bounds on a condition, so that a hostile predicate or query can exhaust
+// neither the stack nor the CPU (a query evaluates every clause on up to
+// 10,000 entries).
+const (
+	maxConditionDepth   = 16
+	maxConditionClauses = 200
+)
 
-// ParseCondition parses and checks a condition.
-func ParseCondition(b []byte) (Condition, error) { return parseCondition(b, "condition", 0) }
+// maxTimeMillis bounds withinTimeRange limits: float64 holds every integer
+// up to 2^53 exactly, and that is 285,000 years of milliseconds.
+const maxTimeMillis = 1 << 53
 
-func parseCondition(b []byte, where string, depth int) (Condition, error) {
+// ParseCondition parses and checks a trigger condition.
+func ParseCondition(b []byte) (Condition, error) {
+	p := conditionParser{}
+	return p.parse(b, "condition", 0)
+}
+
+// ParseQueryClause parses and checks the clause of a state history query:
+// the condition language of triggers without alias, plus {"type":"all"}
+// and {"type":"withinTimeRange","lowerLimit":ms,"upperLimit":ms}.
+func ParseQueryClause(b []byte) (Condition, error) {
+	p := conditionParser{query: true}
+	return p.parse(b, "clause", 0)
+}
+
+// conditionParser parses one condition tree, counting its clauses.
+type conditionParser struct {
+	query   bool // a history query clause, not a trigger condition
+	clauses int
+}
+
+func (p *conditionParser) parse(b []byte, where string, depth int) (Condition, error) {
 	if depth > maxConditionDepth {
 		return Condition{}, fmt.Errorf("%w: %s: nested more than %d deep", ErrInvalid, where, maxConditionDepth)
+	}
+	if p.clauses++; p.clauses > maxConditionClauses {
+		return Condition{}, fmt.Errorf("%w: %s: more than %d clauses", ErrInvalid, where, maxConditionClauses)
 	}
 	var cj conditionJSON
 	if err := strictDecode(b, &cj); err != nil {
@@ -191,8 +227,8 @@ func parseCondition(b []byte, where string, depth int) (Condition, error) {
 		return fmt.Errorf("%w: %s: %s", ErrInvalid, where, fmt.Sprintf(format, args...))
 	}
 	leaf := cj.Clause == nil && cj.Clauses == nil
-	switch cj.Type {
-	case condEq:
+	switch {
+	case cj.Type == condEq:
 		if cj.Field == "" || cj.Value == nil || !leaf || cj.LowerLimit != nil || cj.UpperLimit != nil {
 			return Condition{}, bad("eq takes field and value")
 		}
@@ -203,7 +239,7 @@ func parseCondition(b []byte, where string, depth int) (Condition, error) {
 		case map[string]any, []any:
 			return Condition{}, bad("eq compares a string, number, boolean or null")
 		}
-	case condRange:
+	case cj.Type == condRange:
 		if cj.Field == "" || !leaf || cj.Value != nil {
 			return Condition{}, bad("range takes field and lowerLimit and/or upperLimit")
 		}
@@ -214,38 +250,97 @@ func parseCondition(b []byte, where string, depth int) (Condition, error) {
 			return Condition{}, bad("lowerIncluded and upperIncluded go with their limit")
 		}
 		c.Lower, c.Upper = cj.LowerLimit, cj.UpperLimit
+		// Kii's SDKs document an omitted lowerIncluded/upperIncluded as true.
 		c.LowerIncluded = cj.LowerIncluded == nil || *cj.LowerIncluded
 		c.UpperIncluded = cj.UpperIncluded == nil || *cj.UpperIncluded
 		if c.Lower != nil && c.Upper != nil && *c.Lower > *c.Upper {
 			return Condition{}, bad("lowerLimit is above upperLimit")
 		}
-	case condNot:
+	case cj.Type == condNot:
 		if cj.Clause == nil || cj.Clauses != nil || cj.Field != "" || cj.Value != nil {
 			return Condition{}, bad("not takes one clause")
 		}
-		sub, err := parseCondition(cj.Clause, where+".clause", depth+1)
+		sub, err := p.parse(cj.Clause, where+".clause", depth+1)
 		if err != nil {
 			return Condition{}, err
 		}
 		c.Clauses = []Condition{sub}
-	case condAnd, condOr:
+	case cj.Type == condAnd || cj.Type == condOr:
 		if len(cj.Clauses) == 0 || cj.Clause != nil || cj.Field != "" || cj.Value != nil {
 			return Condition{}, bad("%s takes a non-empty clauses array", cj.Type)
 		}
 		for i, raw := range cj.Clauses {
-			sub, err := parseCondition(raw, fmt.Sprintf("%s.clauses[%d]", where, i), depth+1)
+			sub, err := p.parse(raw, fmt.Sprintf("%s.clauses[%d]", where, i), depth+1)
 			if err != nil {
 				return Condition{}, err
 			}
 			c.Clauses = append(c.Clauses, sub)
 		}
+	case p.query && cj.Type == condAll:
+		if !leaf || cj.Field != "" || cj.Value != nil || cj.LowerLimit != nil || cj.UpperLimit != nil ||
+			cj.LowerIncluded != nil || cj.UpperIncluded != nil {
+			return Condition{}, bad("all takes no other field")
+		}
+	case p.query && cj.Type == condTimeRange:
+		if !leaf || cj.Field != "" || cj.Value != nil || cj.LowerIncluded != nil || cj.UpperIncluded != nil {
+			return Condition{}, bad("withinTimeRange takes lowerLimit and upperLimit only")
+		}
+		for _, l := range []struct {
+			name string
+			v    *float64
+		}{{"lowerLimit", cj.LowerLimit}, {"upperLimit", cj.UpperLimit}} {
+			if l.v == nil {
+				return Condition{}, bad("withinTimeRange needs %s (ms since the epoch)", l.name)
+			}
+			if *l.v < 0 || *l.v > maxTimeMillis || *l.v != math.Trunc(*l.v) {
+				return Condition{}, bad("withinTimeRange %s must be a whole number of ms since the epoch", l.name)
+			}
+		}
+		if *cj.LowerLimit > *cj.UpperLimit {
+			return Condition{}, bad("withinTimeRange lowerLimit is above upperLimit")
+		}
+		c.Lower, c.Upper, c.LowerIncluded, c.UpperIncluded = cj.LowerLimit, cj.UpperLimit, true, true
+	case p.query:
+		return Condition{}, bad("type must be all, withinTimeRange, eq, not, range, and or or")
 	default:
 		return Condition{}, bad("type must be eq, not, range, and or or")
 	}
-	if cj.Type != condEq && cj.Type != condRange && cj.Alias != "" {
-		return Condition{}, bad("alias belongs to eq and range")
+	if cj.Alias != "" {
+		switch {
+		case p.query:
+			return Condition{}, bad("alias is not taken in a query clause: the query's alias is in its path")
+		case cj.Type != condEq && cj.Type != condRange:
+			return Condition{}, bad("alias belongs to eq and range")
+		}
 	}
 	return c, nil
+}
+
+// TimeRange returns the time range, in ms both included, that every entry
+// matching a query clause lies in, as far as the clause says it plainly:
+// the clause's own withinTimeRange, or the intersection of those directly
+// inside a top-level and. ok is false when the clause names none. A
+// withinTimeRange under or or not narrows nothing here (Match still
+// applies it entry by entry). History reads use it to narrow the store
+// read, and grouped queries to place their groups.
+func (c Condition) TimeRange() (from, to int64, ok bool) {
+	switch c.Type {
+	case condTimeRange:
+		return int64(*c.Lower), int64(*c.Upper), true
+	case condAnd:
+		for _, sub := range c.Clauses {
+			f, t, subOK := sub.TimeRange()
+			if !subOK {
+				continue
+			}
+			if !ok {
+				from, to, ok = f, t, true
+				continue
+			}
+			from, to = max(from, f), min(to, t)
+		}
+	}
+	return from, to, ok
 }
 
 // States is a thing's latest state: alias → decoded object, the v1 state
@@ -267,35 +362,49 @@ func StatesOf(states []store.State) States {
 // Eval reports whether the condition holds for the states. A field that is
 // missing makes eq and range false.
 func (c Condition) Eval(s States) bool {
+	return c.eval(func(alias, field string) (any, bool) {
+		obj, ok := s[alias]
+		if !ok {
+			return nil, false
+		}
+		return lookup(obj, field)
+	}, 0)
+}
+
+// Match reports whether a query clause holds for one history entry: obj,
+// the state the alias had, uploaded at createdMs (ms since the epoch).
+// eq, not, range, and and or mean what they mean in Eval; withinTimeRange
+// holds when createdMs is within its limits.
+func (c Condition) Match(obj map[string]any, createdMs int64) bool {
+	return c.eval(func(_, field string) (any, bool) { return lookup(obj, field) }, createdMs)
+}
+
+// eval evaluates c, reading fields with get.
+func (c Condition) eval(get func(alias, field string) (any, bool), createdMs int64) bool {
 	switch c.Type {
 	case condEq:
-		v, ok := s.field(c.Alias, c.Field)
+		v, ok := get(c.Alias, c.Field)
 		return ok && equal(v, c.Value)
 	case condRange:
-		v, ok := s.field(c.Alias, c.Field)
+		v, ok := get(c.Alias, c.Field)
 		n, isNum := v.(float64)
-		if !ok || !isNum {
-			return false
-		}
-		if c.Lower != nil && (n < *c.Lower || (n == *c.Lower && !c.LowerIncluded)) {
-			return false
-		}
-		if c.Upper != nil && (n > *c.Upper || (n == *c.Upper && !c.UpperIncluded)) {
-			return false
-		}
+		return ok && isNum && c.within(n)
+	case condTimeRange:
+		return c.within(float64(createdMs))
+	case condAll:
 		return true
 	case condNot:
-		return !c.Clauses[0].Eval(s)
+		return !c.Clauses[0].eval(get, createdMs)
 	case condAnd:
 		for _, sub := range c.Clauses {
-			if !sub.Eval(s) {
+			if !sub.eval(get, createdMs) {
 				return false
 			}
 		}
 		return true
 	case condOr:
 		for _, sub := range c.Clauses {
-			if sub.Eval(s) {
+			if sub.eval(get, createdMs) {
 				return true
 			}
 		}
@@ -304,13 +413,20 @@ func (c Condition) Eval(s States) bool {
 	return false
 }
 
-// field looks up a field of an alias's state: the key as written first,
-// then as a dotted path.
-func (s States) field(alias, field string) (any, bool) {
-	obj, ok := s[alias]
-	if !ok {
-		return nil, false
+// within reports whether n is within the range's limits.
+func (c Condition) within(n float64) bool {
+	if c.Lower != nil && (n < *c.Lower || (n == *c.Lower && !c.LowerIncluded)) {
+		return false
 	}
+	if c.Upper != nil && (n > *c.Upper || (n == *c.Upper && !c.UpperIncluded)) {
+		return false
+	}
+	return true
+}
+
+// lookup looks up a field of a state object: the key as written first,
+// then as a dotted path.
+func lookup(obj map[string]any, field string) (any, bool) {
 	if v, ok := obj[field]; ok {
 		return v, true
 	}

@@ -2,7 +2,9 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +25,8 @@ var appSideTests = []struct {
 	{"StateHistory", testStateHistory},
 	{"PruneStateHistory", testPruneStateHistory},
 	{"TriggerRoundTrip", testTriggerRoundTrip},
+	{"TriggersPerThingBound", testTriggersPerThingBound},
+	{"TriggersPerThingBoundConcurrent", testTriggersPerThingBoundConcurrent},
 	{"TriggersPagination", testTriggersPagination},
 	{"EnabledTriggers", testEnabledTriggers},
 	{"UpdateTrigger", testUpdateTrigger},
@@ -285,22 +289,85 @@ func testTriggerRoundTrip(t *testing.T, s store.Store) {
 	full.Disabled, full.DisabledReason = true, "by owner"
 	full.Run = store.TriggerRun{Evaluated: true, Satisfied: true, FiredAt: at(6)}
 	for _, tr := range []store.Trigger{newTrigger("th.1", "t.1", 4), full} {
-		must(t, "CreateTrigger "+tr.ID, s.CreateTrigger(ctx, tr))
+		must(t, "CreateTrigger "+tr.ID, s.CreateTrigger(ctx, tr, 0))
 		got, err := s.Trigger(ctx, "th.1", tr.ID)
 		must(t, "Trigger", err)
 		diff(t, "Trigger "+tr.ID, got, tr)
 	}
-	wantErr(t, "CreateTrigger taken ID", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 7)), store.ErrConflict)
-	wantErr(t, "CreateTrigger unknown thing", s.CreateTrigger(ctx, newTrigger("th.nope", "t.2", 7)), store.ErrNotFound)
+	wantErr(t, "CreateTrigger taken ID", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 7), 0), store.ErrConflict)
+	wantErr(t, "CreateTrigger unknown thing", s.CreateTrigger(ctx, newTrigger("th.nope", "t.2", 7), 0), store.ErrNotFound)
 	_, err := s.Trigger(ctx, "th.2", "t.1")
 	wantErr(t, "Trigger of another thing", err, store.ErrNotFound)
+}
+
+// testTriggersPerThingBound: CreateTrigger with maxPerThing refuses the
+// trigger beyond the bound, per thing, and stores nothing then; 0 is no
+// bound; a deleted trigger frees its place.
+func testTriggersPerThingBound(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+	for _, tt := range []struct {
+		thing, id string
+		max       int
+		want      error
+	}{
+		{"th.1", "t.1", 2, nil},
+		{"th.1", "t.2", 2, nil},
+		{"th.1", "t.3", 2, store.ErrTooManyTriggers},
+		{"th.1", "t.4", 3, nil},
+		{"th.1", "t.5", 0, nil},
+		{"th.1", "t.6", 4, store.ErrTooManyTriggers},
+		{"th.2", "t.7", 1, nil},
+		{"th.2", "t.8", 1, store.ErrTooManyTriggers},
+	} {
+		err := s.CreateTrigger(ctx, newTrigger(tt.thing, tt.id, 1), tt.max)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("CreateTrigger(%s %s, max %d) = %v; want %v", tt.thing, tt.id, tt.max, err, tt.want)
+		}
+		if _, err := s.Trigger(ctx, tt.thing, tt.id); (err == nil) != (tt.want == nil) {
+			t.Errorf("after CreateTrigger(%s %s, max %d): Trigger = %v; stored iff accepted", tt.thing, tt.id, tt.max, err)
+		}
+	}
+	must(t, "DeleteTrigger", s.DeleteTrigger(ctx, "th.2", "t.7"))
+	must(t, "CreateTrigger after a delete", s.CreateTrigger(ctx, newTrigger("th.2", "t.9", 1), 1))
+}
+
+// testTriggersPerThingBoundConcurrent: concurrent creates for one thing
+// never store more than the bound, and store exactly the bound.
+func testTriggersPerThingBoundConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	const n, max = 24, 5
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.CreateTrigger(ctx, newTrigger("th.1", fmt.Sprint("t.", i), 1), max)
+		})
+	}
+	wg.Wait()
+	accepted := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			accepted++
+		case !errors.Is(err, store.ErrTooManyTriggers):
+			t.Fatalf("CreateTrigger %d: %v, want nil or %v", i, err, store.ErrTooManyTriggers)
+		}
+	}
+	trs, _, err := s.Triggers(ctx, "th.1", "", 0)
+	must(t, "Triggers", err)
+	if got, want := len(trs), max; got != want || accepted != want {
+		t.Fatalf("%d triggers stored, %d creates accepted; want %d of each", got, accepted, want)
+	}
 }
 
 func testTriggersPagination(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	setup(t, s)
 	for i := 1; i <= 5; i++ {
-		must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", fmt.Sprintf("t.%d", i), 5)))
+		must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", fmt.Sprintf("t.%d", i), 5), 0))
 	}
 	var ids []string
 	key := ""
@@ -340,7 +407,7 @@ func testEnabledTriggers(t *testing.T, s store.Store) {
 	sched2.EventSource = store.EventSchedule
 	states2 := newTrigger("th.2", "s3", 5)
 	for _, tr := range []store.Trigger{states1, disabled, sched, sched2, states2} {
-		must(t, "CreateTrigger", s.CreateTrigger(ctx, tr))
+		must(t, "CreateTrigger", s.CreateTrigger(ctx, tr, 0))
 	}
 	ids := func(trs []store.Trigger) []string {
 		out := []string{}
@@ -364,7 +431,7 @@ func testUpdateTrigger(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	setup(t, s)
 	tr := newTrigger("th.1", "t.1", 1)
-	must(t, "CreateTrigger", s.CreateTrigger(ctx, tr))
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, tr, 0))
 	tr.EventSource = store.EventScheduleOnce
 	tr.Predicate = raw(`{"eventSource":"SCHEDULE_ONCE","scheduleAt":1750000000000}`)
 	tr.Command, tr.ServerCode = nil, raw(`{"endpoint":"e"}`)
@@ -394,8 +461,8 @@ func testUpdateTrigger(t *testing.T, s store.Store) {
 func testDeleteTrigger(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	setup(t, s)
-	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 1)))
-	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.2", 1)))
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 1), 0))
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.2", 1), 0))
 	must(t, "AddTriggerResult", s.AddTriggerResult(ctx, store.TriggerResult{TriggerID: "t.1", ThingID: "th.1", Succeeded: true, ExecutedAt: at(2)}))
 	wantErr(t, "DeleteTrigger other thing", s.DeleteTrigger(ctx, "th.2", "t.1"), store.ErrNotFound)
 	must(t, "DeleteTrigger", s.DeleteTrigger(ctx, "th.1", "t.1"))
@@ -408,7 +475,7 @@ func testDeleteTrigger(t *testing.T, s store.Store) {
 		t.Fatalf("results outlived their trigger: %v", res)
 	}
 	// A new trigger with the old ID starts without results.
-	must(t, "CreateTrigger reuse ID", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 3)))
+	must(t, "CreateTrigger reuse ID", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 3), 0))
 	if _, err := s.Trigger(ctx, "th.1", "t.2"); err != nil {
 		t.Fatalf("other trigger gone: %v", err)
 	}
@@ -417,7 +484,7 @@ func testDeleteTrigger(t *testing.T, s store.Store) {
 func testTriggerResults(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	setup(t, s)
-	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 1)))
+	must(t, "CreateTrigger", s.CreateTrigger(ctx, newTrigger("th.1", "t.1", 1), 0))
 	want := []store.TriggerResult{}
 	for i := 1; i <= 5; i++ {
 		r := store.TriggerResult{TriggerID: "t.1", ThingID: "th.1", Succeeded: i%2 == 0, Endpoint: "ep", ExecutedAt: at(i)}
