@@ -276,7 +276,7 @@ const (
 	keyStatus = "status"
 	keyCode   = "code"
 	keyReason = "reason"
-	keyErr    = "err"
+	keyErr    = "error"
 	keyPanic  = "panic"
 	keyThing  = "thing"
 )

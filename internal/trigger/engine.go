@@ -103,7 +103,7 @@ func (c *Config) setDefaults() {
 const (
 	keyTrigger = "trigger"
 	keyThing   = "thing"
-	keyErr     = "err"
+	keyErr     = "error"
 )
 
 // Engine evaluates triggers and performs their actions. It is safe for
