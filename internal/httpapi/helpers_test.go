@@ -162,6 +162,30 @@ func (e *env) do(method, path string, body string, headers ...string) resp {
 // of 127/8 to lo), or from any address if from is empty.
 func (e *env) doFrom(from, method, path string, body string, headers ...string) resp {
 	e.t.Helper()
+	req := requestHead(method, path, headers)
+	if body != "" || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+		fmt.Fprintf(req, "Content-Length: %d\r\n", len(body))
+	}
+	req.WriteString("\r\n")
+	req.WriteString(body)
+	return e.roundTrip(from, req.Bytes())
+}
+
+// requestHead starts an HTTP/1.1 request with its header lines (name,
+// value pairs), without the blank line that ends them.
+func requestHead(method, path string, headers []string) *bytes.Buffer {
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n", method, path)
+	for i := 0; i+1 < len(headers); i += 2 {
+		fmt.Fprintf(&req, "%s: %s\r\n", headers[i], headers[i+1])
+	}
+	return &req
+}
+
+// roundTrip writes the raw request on a new connection from the local
+// address from (any if empty) and reads the whole answer.
+func (e *env) roundTrip(from string, req []byte) resp {
+	e.t.Helper()
 	var d net.Dialer
 	if from != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
@@ -171,17 +195,7 @@ func (e *env) doFrom(from, method, path string, body string, headers ...string) 
 		e.t.Fatal(err)
 	}
 	defer conn.Close()
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n", method, path)
-	for i := 0; i+1 < len(headers); i += 2 {
-		fmt.Fprintf(&req, "%s: %s\r\n", headers[i], headers[i+1])
-	}
-	if body != "" || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
-		fmt.Fprintf(&req, "Content-Length: %d\r\n", len(body))
-	}
-	req.WriteString("\r\n")
-	req.WriteString(body)
-	if _, err := conn.Write(req.Bytes()); err != nil {
+	if _, err := conn.Write(req); err != nil {
 		e.t.Fatal(err)
 	}
 	raw, err := io.ReadAll(conn)

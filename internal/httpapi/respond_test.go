@@ -1,12 +1,7 @@
 package httpapi
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,33 +20,9 @@ var bodylessRoutes = map[string]bool{
 // ("0\r\n\r\n" right after the headers), as an embedded stack sends it.
 func (e *env) doChunkedEmpty(method, path string, headers ...string) resp {
 	e.t.Helper()
-	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer conn.Close()
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "%s %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n", method, path)
-	for i := 0; i+1 < len(headers); i += 2 {
-		fmt.Fprintf(&req, "%s: %s\r\n", headers[i], headers[i+1])
-	}
+	req := requestHead(method, path, headers)
 	req.WriteString("Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-	if _, err := conn.Write(req.Bytes()); err != nil {
-		e.t.Fatal(err)
-	}
-	raw, err := io.ReadAll(conn)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	hr, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
-	if err != nil {
-		e.t.Fatalf("read answer %q: %v", raw, err)
-	}
-	b, err := io.ReadAll(hr.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp{status: hr.StatusCode, header: hr.Header, body: b, raw: raw}
+	return e.roundTrip("", req.Bytes())
 }
 
 // TestEmptyBody sends every body-taking route of the route table an empty
