@@ -317,6 +317,9 @@ func (h *Handler) putActionResults(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	if err := checkNumberRange(req.ActionResults); err != nil {
+		return err
+	}
 	state := store.CommandIncomplete
 	if done {
 		state = store.CommandDone

@@ -27,10 +27,20 @@ func TestHugeNumbersRefused(t *testing.T) {
 	var created struct{ TriggerID string }
 	r.decode(t, &created)
 
+	r = o.do("POST", base+"/commands", cmd, admin...)
+	check(t, r, 201, "")
+	var sent struct{ CommandID string }
+	r.decode(t, &sent)
+
 	for _, tt := range []struct {
 		name, method, path, contentType, body string
 		asThing                               bool
 	}{
+		{"action results", "PUT", "/commands/" + sent.CommandID + "/action-results", "application/json",
+			`{"actionResults":[{"AC":[{"setTemp":{"succeeded":true,"data":{"t":1e400}}}]}]}`, true},
+		{"thing properties", "PUT", "/../../things/" + th.ThingID + "/properties", "application/json", `{"max":1e400}`, false},
+		{"onboarding thingProperties", "POST", "/../../onboardings", "application/vnd.kii.OnboardingWithVendorThingIDByThing+json",
+			`{"vendorThingID":"v-huge","thingPassword":"pw","thingProperties":{"max":1e400}}`, false},
 		{"v1 put", "PUT", "/states", "application/json", `{"temp":1e400}`, true},
 		{"v1 patch", "PATCH", "/states", "application/json", `{"temp":-1e400}`, true},
 		{"v2 put", "PUT", "/states", multi, `{"AC":{"temp":1e400}}`, true},
@@ -51,7 +61,11 @@ func TestHugeNumbersRefused(t *testing.T) {
 			if tt.asThing {
 				h = with(thing, "Content-Type", tt.contentType)
 			}
-			r := o.do(tt.method, base+tt.path, tt.body, h...)
+			path := base + tt.path
+			if rest, ok := strings.CutPrefix(tt.path, "/../../"); ok {
+				path = o.prefix + "/" + rest
+			}
+			r := o.do(tt.method, path, tt.body, h...)
 			check(t, r, 400, "INVALID_INPUT_DATA")
 			if !strings.Contains(string(r.body), "e400") && !strings.Contains(string(r.body), "E+309") {
 				t.Fatalf("answer %s does not name the number", r.body)
@@ -74,6 +88,13 @@ func TestHugeNumbersRefused(t *testing.T) {
 	if n := strings.Count(string(r.body), `"triggerID"`); n != 1 {
 		t.Fatalf("%d triggers stored, want 1: %s", n, r.body)
 	}
+	r = o.do("GET", base+"/commands/"+sent.CommandID, "", admin...)
+	check(t, r, 200, "")
+	if strings.Contains(string(r.body), "actionResults") && strings.Contains(string(r.body), "e400") {
+		t.Fatalf("action results were stored: %s", r.body)
+	}
+	r = o.do("GET", o.prefix+"/things/VENDOR_THING_ID:v-huge", "", admin...)
+	check(t, r, 404, "THING_NOT_FOUND")
 	r = o.do("GET", base+"/commands", "", admin...)
 	check(t, r, 200, "")
 	if strings.Contains(string(r.body), "e400") {

@@ -259,7 +259,7 @@ func (req *onboardingRequest) checkSizes(names [6]string) error {
 	if len(req.ThingProperties) > maxPropertiesBytes {
 		return errInvalidInput.with("%s is longer than %d bytes", names[5], maxPropertiesBytes)
 	}
-	return nil
+	return checkNumberRange(req.ThingProperties)
 }
 
 // apply copies the optional fields that were given onto t.

@@ -198,6 +198,9 @@ func (h *Handler) putThingProperties(w http.ResponseWriter, r *http.Request) err
 	if err := decodeObject(b, &obj, errInvalidInput); err != nil {
 		return err
 	}
+	if err := checkNumberRange(b); err != nil {
+		return err
+	}
 	t.Properties = compact(b)
 	t.ModifiedAt = h.cfg.Now()
 	if err := h.store.UpdateThing(r.Context(), t); err != nil {

@@ -121,11 +121,11 @@ func (h *Handler) postTrigger(w http.ResponseWriter, r *http.Request) error {
 }
 
 // checkNumberRange refuses, with 400 INVALID_INPUT_DATA naming it, a number
-// a float64 cannot hold (1e400) in a JSON object body that is stored:
-// triggers and commands, as state uploads are. Bodies that are not valid
-// objects pass; their own parsing answers them.
+// a float64 cannot hold (1e400) in a JSON body or value that is stored:
+// triggers, commands, action results and thing properties, as state
+// uploads are. Invalid JSON passes; its own parsing answers it.
 func checkNumberRange(body []byte) error {
-	if _, err := store.CompactObject(body); errors.Is(err, store.ErrNumberRange) {
+	if err := store.CheckNumbers(body); errors.Is(err, store.ErrNumberRange) {
 		return errInvalidInput.with("%v", err)
 	}
 	return nil

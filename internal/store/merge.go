@@ -87,6 +87,19 @@ func CompactObject(body json.RawMessage) (json.RawMessage, error) {
 	return json.RawMessage(b), nil
 }
 
+// CheckNumbers checks that the JSON value v (of any kind) is valid and that
+// its numbers all fit a 64-bit float, for values stored as they came that
+// are not objects (action results are an array). A number out of range is
+// an error wrapping ErrNumberRange that names it.
+func CheckNumbers(v json.RawMessage) error {
+	var buf bytes.Buffer
+	buf.Grow(len(v))
+	if err := json.Compact(&buf, v); err != nil {
+		return fmt.Errorf("not JSON: %w", err)
+	}
+	return checkNumbers(buf.Bytes())
+}
+
 // maxNumberQuote bounds how much of a bad number an error message quotes.
 const maxNumberQuote = 40
 

@@ -206,3 +206,30 @@ func FuzzCompactObject(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckNumbers(t *testing.T) {
+	tests := []struct {
+		name, v string
+		err     error // nil: accepted
+		errAny  bool
+	}{
+		{name: "array", v: `[{"a":1.5},2e10]`},
+		{name: "spaced array", v: ` [ 1e300 , { "b" : -2 } ] `},
+		{name: "scalar", v: `17`},
+		{name: "overflow in an array", v: `[{"a":{"succeeded":true,"data":{"t":1e400}}}]`, err: ErrNumberRange},
+		{name: "spaced overflow", v: `[ 1e400 ]`, err: ErrNumberRange},
+		{name: "scalar overflow", v: `-1e309`, err: ErrNumberRange},
+		{name: "not JSON", v: `[1,`, errAny: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckNumbers(json.RawMessage(tt.v))
+			switch {
+			case tt.err != nil && !errors.Is(err, tt.err), tt.errAny && err == nil:
+				t.Fatalf("CheckNumbers(%s) = %v, want error %v", tt.v, err, tt.err)
+			case tt.err == nil && !tt.errAny && err != nil:
+				t.Fatalf("CheckNumbers(%s): %v", tt.v, err)
+			}
+		})
+	}
+}
