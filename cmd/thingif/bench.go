@@ -3,12 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,12 +17,11 @@ import (
 )
 
 func init() {
-	register(command{"bench", "load a server on loopback: " + strings.Join(bench.Scenarios, ", ") + " (thingif bench -h)", runBench})
+	add(&node{name: "bench", summary: "load a server on loopback: " + strings.Join(bench.Scenarios, ", "),
+		args: "SCENARIO", nargs: 1, long: benchUsage, flags: runBench})
 }
 
-const benchUsage = `Usage: thingif bench SCENARIO [flags]
-
-Scenarios (thingif):
+const benchUsage = `Scenarios (thingif):
   onboard   N new things onboard over MQTT, C at a time
   reonboard N new things onboard, then onboard again with their right passwords (a fleet after a power
             cut), C at a time; both rates and latencies
@@ -38,85 +36,94 @@ Scenarios (any MQTT broker, --broker):
 
 Every address must be on loopback. The thingif target is --onboard/--mqtt/--rest, or --embedded
 for a server in this process (its memory then includes the load generator's).
-
-Flags:
+The progress bar is drawn on stderr when it is a terminal.
 `
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, benchUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			benchFlags(&bench.Config{}, stderr).PrintDefaults()
-			return flag.ErrHelp
-		}
-		return errors.New("bench: which scenario?")
-	}
-	cfg := bench.Config{Scenario: args[0]}
-	fs := benchFlags(&cfg, stderr)
+func runBench(fs *flagSet) action {
+	var cfg bench.Config
+	benchFlags(&cfg, fs)
 	embedded := fs.Bool("embedded", false, "start a thingif server in this process (default password hashing; TCP and HTTP listeners on 127.0.0.1)")
-	app := fs.String("app", "", "the app's `ID:KEY` (with --embedded: bench:bench-key)")
+	var app, key string
+	fs.envString(&app, "app", "THINGIF_APP_ID", "", "the app's `ID`, or ID:KEY (with --embedded: bench:bench-key)")
+	fs.envString(&key, "key", "THINGIF_APP_KEY", "", "the app's `key` (unless --app is ID:KEY)")
+	fs.secretFile(&key, "key", "app key")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := fs.Bool("quiet", false, "no progress bar, even on a terminal")
 	addr := fs.String("addr", "127.0.0.1:1885", "mochi: listen `addr`ess")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
-	}
-	if limit, err := raiseFileLimit(); err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-	} else if !*quiet {
-		fmt.Fprintf(stderr, "open files limit %d\n", limit)
-	}
-	if cfg.Scenario == "mochi" {
-		if !strings.HasPrefix(*addr, "127.") {
-			return fmt.Errorf("bench: mochi listens on loopback only, not %s", *addr)
+	return func(ctx context.Context, s stdio, args []string) error {
+		stdout, stderr := s.out, s.err
+		cfg.Scenario = args[0]
+		if !slices.Contains(bench.Scenarios, cfg.Scenario) && cfg.Scenario != "mochi" {
+			return usagef("unknown scenario %q: want one of %s, mochi", cfg.Scenario, strings.Join(bench.Scenarios, ", "))
 		}
-		fmt.Fprintf(stdout, "mochi listening on %s, pid %d\n", *addr, os.Getpid())
-		return bench.ServeMochi(ctx, *addr, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	}
-	if *app != "" {
-		a, err := server.ParseAppCredential(*app)
+		if limit, err := raiseFileLimit(); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+		} else if !*quiet {
+			fmt.Fprintf(stderr, "open files limit %d\n", limit)
+		}
+		if cfg.Scenario == "mochi" {
+			if !strings.HasPrefix(*addr, "127.") {
+				return fmt.Errorf("bench: mochi listens on loopback only, not %s", *addr)
+			}
+			fmt.Fprintf(stdout, "mochi listening on %s, pid %d\n", *addr, os.Getpid())
+			return bench.ServeMochi(ctx, *addr, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		}
+		if app != "" {
+			if !strings.Contains(app, ":") {
+				app += ":" + key
+			}
+			a, err := server.ParseAppCredential(app)
+			if err != nil {
+				return usageErr(err)
+			}
+			cfg.AppID, cfg.AppKey = a.ID, a.Key
+		}
+		cfg.Broker = strings.TrimPrefix(cfg.Broker, "tcp://")
+		cfg.Onboard = strings.TrimPrefix(cfg.Onboard, "tcp://")
+		if !*quiet && isTerminal(stderr) {
+			cfg.Progress = stderr
+		}
+		if *embedded {
+			srv, dir, err := benchServer(ctx, &cfg)
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				srv.Close(sctx)
+			}()
+		}
+		res, err := bench.Run(ctx, cfg)
 		if err != nil {
-			return err
+			return fmt.Errorf("bench %s: %w", cfg.Scenario, err)
 		}
-		cfg.AppID, cfg.AppKey = a.ID, a.Key
-	}
-	cfg.Broker = strings.TrimPrefix(cfg.Broker, "tcp://")
-	if !*quiet {
-		cfg.Progress = stderr
-	}
-	if *embedded {
-		srv, dir, err := benchServer(ctx, &cfg)
-		if err != nil {
-			return err
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
 		}
-		defer os.RemoveAll(dir)
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			srv.Close(sctx)
-		}()
+		return res.WriteTable(stdout)
 	}
-	res, err := bench.Run(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("bench %s: %w", cfg.Scenario, err)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	return res.WriteTable(stdout)
 }
 
-func benchFlags(cfg *bench.Config, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Onboard, "onboard", "127.0.0.1:1883", "thingif onboarding broker `host:port` (MQTT over TCP)")
+// isTerminal reports whether w is a terminal (a character device): the
+// progress bar rewrites its line with \r, which in a file or a pipe is
+// noise.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func benchFlags(cfg *bench.Config, fs *flagSet) {
+	fs.envString(&cfg.Onboard, "onboard", "THINGIF_ONBOARD", "127.0.0.1:1883", "thingif onboarding broker `host:port` (MQTT over TCP)")
 	fs.StringVar(&cfg.MQTT, "mqtt", "", "thingif API broker `host:port` (default: the port in the onboarding answer)")
-	fs.StringVar(&cfg.REST, "rest", "http://127.0.0.1:8080", "thingif REST API base `URL`")
+	fs.envString(&cfg.REST, "rest", "THINGIF_SERVER", "http://127.0.0.1:8080", "thingif REST API base `URL`")
 	fs.StringVar(&cfg.Broker, "broker", "", "MQTT broker `host:port` for pubsub, echo and connect")
 	fs.IntVar(&cfg.N, "n", 0, "things to onboard or connect (default 1000)")
 	fs.IntVar(&cfg.K, "k", 0, "connected things or clients (default 1000; 100 for state and echo)")
@@ -129,7 +136,6 @@ func benchFlags(cfg *bench.Config, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.ThingsFile, "things", "", "`file` keeping onboarded things between runs against the same server")
 	fs.BoolVar(&cfg.NoAnswer, "no-answer", false, "push: things do not send action results")
 	fs.IntVar(&cfg.PayloadSize, "payload", 0, "pubsub and echo payload `bytes` (default 160)")
-	return fs
 }
 
 // benchServer starts an in-process server for --embedded and points cfg at

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 )
 
@@ -23,20 +20,17 @@ type appClient struct {
 	http                    *http.Client
 }
 
-// flags adds the client's flags to fs.
-func (c *appClient) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.server, "server", envOr("THINGIF_SERVER", "http://localhost:8080"), "server base `URL` (env THINGIF_SERVER)")
-	fs.StringVar(&c.app, "app", os.Getenv("THINGIF_APP_ID"), "app `ID` (env THINGIF_APP_ID)")
-	fs.StringVar(&c.key, "key", os.Getenv("THINGIF_APP_KEY"), "app `key`, for an app admin token (env THINGIF_APP_KEY)")
-	fs.StringVar(&c.token, "token", os.Getenv("THINGIF_TOKEN"), "bearer `token` to use instead of the app key (env THINGIF_TOKEN)")
+// newAppClient adds the client's flags to fs. Their defaults come from
+// the environment; the help names the variables, never their values.
+func newAppClient(fs *flagSet) *appClient {
+	c := &appClient{}
+	fs.envString(&c.server, "server", "THINGIF_SERVER", "http://localhost:8080", "server base `URL`")
+	fs.envString(&c.app, "app", "THINGIF_APP_ID", "", "app `ID`")
+	fs.envString(&c.key, "key", "THINGIF_APP_KEY", "", "app `key`, for an app admin token")
+	fs.secretFile(&c.key, "key", "app key")
+	fs.envString(&c.token, "token", "THINGIF_TOKEN", "", "bearer `token` to use instead of the app key")
 	fs.BoolVar(&c.json, "json", false, "print the server's JSON answer")
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
+	return c
 }
 
 // apiError is an error answer of the server.
@@ -54,13 +48,13 @@ func (e *apiError) Error() string {
 // given.
 func (c *appClient) ensureToken(ctx context.Context) error {
 	if c.app == "" {
-		return errors.New("--app (or THINGIF_APP_ID) is required")
+		return usagef("--app (or THINGIF_APP_ID) is required")
 	}
 	if c.token != "" {
 		return nil
 	}
 	if c.key == "" {
-		return errors.New("--key or --token (or THINGIF_APP_KEY / THINGIF_TOKEN) is required")
+		return usagef("--key, --key-file or --token (or THINGIF_APP_KEY / THINGIF_TOKEN) is required")
 	}
 	body, _ := json.Marshal(map[string]string{"grant_type": "client_credentials", "client_id": c.app, "client_secret": c.key})
 	var tok struct {
@@ -137,48 +131,4 @@ func (c *appClient) printJSON(raw []byte) bool {
 	}
 	fmt.Fprintln(c.stdout, buf.String())
 	return true
-}
-
-// subcommands dispatches "thingif NAME VERB ...".
-func subcommands(name string, verbs map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		if len(args) == 0 {
-			return fmt.Errorf("%s: want one of %s", name, verbList(verbs))
-		}
-		f, ok := verbs[args[0]]
-		if !ok {
-			return fmt.Errorf("%s: unknown %q; want one of %s", name, args[0], verbList(verbs))
-		}
-		return f(ctx, args[1:], stdout, stderr)
-	}
-}
-
-func verbList[V any](m map[string]V) string {
-	var names []string
-	for k := range m {
-		names = append(names, k)
-	}
-	sortStrings(names)
-	return strings.Join(names, ", ")
-}
-
-// newFlags returns a flag set for "thingif name" with the client's flags.
-func newFlags(name string, c *appClient, stdout, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c.stdout = stdout
-	c.flags(fs)
-	return fs
-}
-
-// parse parses args and requires exactly the named positional arguments
-// (none when want is 0).
-func parse(fs *flag.FlagSet, args []string, want int) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != want {
-		return fmt.Errorf("%s: want %d argument(s), got %d", fs.Name(), want, fs.NArg())
-	}
-	return nil
 }

@@ -1,16 +1,26 @@
 // Command thingif is a self-hosted thing-if server: `thingif serve` runs the
-// onboarding broker, the API broker and the REST API in one process.
+// onboarding broker, the API broker and the REST API in one process. Its
+// other commands are clients: a simulated thing, the app-side REST API
+// (things, users, commands, states, triggers), the apps of a data
+// directory, a load generator and shell completion.
+//
+// Every command takes -h (help on stdout, exit 0); a usage mistake exits 2
+// with one line and a pointer to -h, a failure at run time exits 1.
+//
+// The command line is built on the standard flag package, not a framework
+// such as spf13/cobra: serve already uses flag, and what cobra would add
+// (help on every command, completion, flags after arguments) is a tree of
+// commands and a walk over its flag sets, about 300 lines here (cli.go), without
+// two more modules (cobra, pflag) and a second flag syntax beside serve's.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -18,65 +28,78 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-// command is a subcommand of thingif. Each lives in its own file and adds
-// itself to commands in an init function.
-type command struct {
-	name, summary string
-	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
-
-var commands = map[string]command{}
-
-func register(c command) { commands[c.name] = c }
-
 func init() {
-	register(command{"serve", "run the server (thingif serve -h for flags)", serve})
-	register(command{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-		fmt.Fprintln(stdout, "thingif", version)
-		return nil
+	register(command{"serve", "run the server", serve})
+	add(&node{name: "version", summary: "print the version and VCS revision", flags: func(*flagSet) action {
+		return func(_ context.Context, s stdio, _ []string) error {
+			fmt.Fprintln(s.out, versionString(version, readBuildInfo()))
+			return nil
+		}
 	}})
 }
 
-func usage() string {
-	var b strings.Builder
-	b.WriteString("thingif: a self-hosted thing-if (Kii Thing Interaction Framework) server\n\nUsage:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// readBuildInfo is debug.ReadBuildInfo, nil when there is none.
+func readBuildInfo() *debug.BuildInfo {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(&b, "  thingif %-10s %s\n", n, commands[n].summary)
+	return bi
+}
+
+// versionString is "thingif VERSION (REVISION[, modified], TIME, GO)":
+// VERSION is the -ldflags one when set, else the module version (a tag or
+// pseudo-version with go install m@v; "(devel)" in a checkout).
+func versionString(ldflags string, bi *debug.BuildInfo) string {
+	v := ldflags
+	if bi == nil {
+		return "thingif " + v
 	}
-	return b.String()
+	if v == "dev" && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	var details []string
+	var rev, at string
+	modified := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev != "" {
+		if modified {
+			rev += ", modified"
+		}
+		details = append(details, "revision "+rev)
+	}
+	if at != "" {
+		details = append(details, at)
+	}
+	details = append(details, bi.GoVersion)
+	return fmt.Sprintf("thingif %s (%s)", v, strings.Join(details, ", "))
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "thingif:", err)
-		}
-		os.Exit(2)
-	}
+	code := exitCode(runIO(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
+// run runs the command line args with an empty stdin.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage())
-		return flag.ErrHelp
+	return runIO(ctx, args, strings.NewReader(""), stdout, stderr)
+}
+
+// runIO runs the command line args (without the program name).
+func runIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		args = append([]string{"version"}, args[1:]...)
 	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage())
-		return nil
-	case "-version", "--version":
-		args[0] = "version"
-	}
-	if c, ok := commands[args[0]]; ok {
-		return c.run(ctx, args[1:], stdout, stderr)
-	}
-	fmt.Fprint(stderr, usage())
-	return fmt.Errorf("unknown command %q", args[0])
+	return dispatch(ctx, root, "", args, stdio{in: stdin, out: stdout, err: stderr})
 }
