@@ -18,7 +18,7 @@ import (
 
 func init() {
 	add(&node{name: "bench", summary: "load a server on loopback: " + strings.Join(bench.Scenarios, ", "),
-		args: "SCENARIO", nargs: 1, long: benchUsage, flags: runBench})
+		args: "SCENARIO", nargs: 1, choices: append(slices.Clone(bench.Scenarios), "mochi"), long: benchUsage, flags: runBench})
 }
 
 const benchUsage = `Scenarios (thingif):

@@ -27,8 +27,12 @@ type node struct {
 	// flags registers a leaf's flags on fs and returns what the leaf does
 	// with them once parsed.
 	flags func(fs *flagSet) action
-	subs  []*node
-	raw   func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	// choices are the values of the positional argument, for completion.
+	choices []string
+	// hidden keeps a command out of help and completion (__complete).
+	hidden bool
+	subs   []*node
+	raw    func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // action runs a leaf with its positional arguments.
@@ -168,8 +172,12 @@ func dispatchNode(ctx context.Context, n *node, path string, args []string, s st
 	case n.flags != nil:
 		return runLeaf(ctx, n, path, args, s)
 	}
+	prefix := ""
+	if path != "" {
+		prefix = path + ": "
+	}
 	if len(args) == 0 {
-		return usagef("%s: missing command: one of %s", n.displayName(path), subNames(n))
+		return usagef("%smissing command: one of %s", prefix, subNames(n))
 	}
 	if isHelp(args[0]) {
 		writeGroupHelp(s.out, n, path)
@@ -177,7 +185,7 @@ func dispatchNode(ctx context.Context, n *node, path string, args []string, s st
 	}
 	sub := n.sub(args[0])
 	if sub == nil {
-		return usagef("%s: unknown command %q: want one of %s", n.displayName(path), args[0], subNames(n))
+		return usagef("%sunknown command %q: want one of %s", prefix, args[0], subNames(n))
 	}
 	return dispatch(ctx, sub, strings.TrimSpace(path+" "+sub.name), args[1:], s)
 }
@@ -192,7 +200,9 @@ func (n *node) displayName(path string) string {
 func subNames(n *node) string {
 	var names []string
 	for _, s := range n.sortedSubs() {
-		names = append(names, s.name)
+		if !s.hidden {
+			names = append(names, s.name)
+		}
 	}
 	return strings.Join(names, ", ")
 }
@@ -360,7 +370,9 @@ func writeGroupHelp(w io.Writer, n *node, path string) {
 	}
 	fmt.Fprintf(w, "%s: %s\n\nUsage:\n  %s COMMAND [flags]\n\nCommands:\n", name, n.summary, name)
 	for _, s := range n.sortedSubs() {
-		fmt.Fprintf(w, "  %-12s %s\n", s.name, s.summary)
+		if !s.hidden {
+			fmt.Fprintf(w, "  %-12s %s\n", s.name, s.summary)
+		}
 	}
 	if n.long != "" {
 		fmt.Fprintf(w, "\n%s", n.long)

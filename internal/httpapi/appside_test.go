@@ -641,3 +641,71 @@ func TestServerCodeNeedsWebhook(t *testing.T) {
 	}
 	_ = store.EventStates
 }
+
+// TestUserListAndDelete: the admin lists the app's users page by page and
+// deletes one; the deleted user's token stops working at once.
+func TestUserListAndDelete(t *testing.T) {
+	e := newEnv(t)
+	admin := e.appToken(testApp, testAppKey)
+	users := "/api/apps/" + testApp + "/users"
+	aliceID, aliceTok := e.user(admin, "alice")
+	bobID, bobTok := e.user(admin, "bob")
+	carolID, _ := e.user(admin, "carol")
+
+	var ids []string
+	for key, pages := "", 1; ; pages++ {
+		q := "?bestEffortLimit=2"
+		if key != "" {
+			q += "&paginationKey=" + key
+		}
+		r := e.do("GET", users+q, "", bearer(admin)...)
+		check(t, r, 200, "")
+		var page struct {
+			Users []struct {
+				UserID, LoginName string
+				Created           int64
+			}
+			NextPaginationKey string
+		}
+		r.decode(t, &page)
+		for _, u := range page.Users {
+			ids = append(ids, u.UserID)
+			if u.LoginName == "" || u.Created == 0 {
+				t.Errorf("user %+v lacks loginName or created", u)
+			}
+		}
+		if page.NextPaginationKey == "" {
+			if got, want := pages, 2; got != want {
+				t.Errorf("%d pages, want %d", got, want)
+			}
+			break
+		}
+		key = page.NextPaginationKey
+	}
+	if got, want := strings.Join(ids, ","), strings.Join([]string{aliceID, bobID, carolID}, ","); got != want {
+		t.Fatalf("listed %s, want %s", got, want)
+	}
+
+	for _, tt := range []struct {
+		name, method, path string
+		headers            []string
+		status             int
+		code               string
+	}{
+		{"list with a user token", "GET", users, bearer(aliceTok), 403, "WRONG_TOKEN"},
+		{"list without a token", "GET", users, nil, 401, "UNAUTHORIZED"},
+		{"list with a bad key", "GET", users + "?paginationKey=zz", bearer(admin), 400, "INVALID_INPUT_DATA"},
+		{"list with a bad limit", "GET", users + "?bestEffortLimit=0", bearer(admin), 400, "INVALID_INPUT_DATA"},
+		{"delete with a user token", "DELETE", users + "/" + bobID, bearer(aliceTok), 403, "WRONG_TOKEN"},
+		{"delete a missing user", "DELETE", users + "/u.nope", bearer(admin), 404, "USER_NOT_FOUND"},
+		{"delete", "DELETE", users + "/" + bobID, bearer(admin), 204, ""},
+		{"delete again", "DELETE", users + "/" + bobID, bearer(admin), 404, "USER_NOT_FOUND"},
+		{"deleted user's token", "GET", users + "/" + bobID, bearer(bobTok), 403, "WRONG_TOKEN"},
+		{"deleted user gone", "GET", users + "/" + bobID, bearer(admin), 404, "USER_NOT_FOUND"},
+		{"other user untouched", "GET", users + "/" + aliceID, bearer(aliceTok), 200, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			check(t, e.do(tt.method, tt.path, "", tt.headers...), tt.status, tt.code)
+		})
+	}
+}

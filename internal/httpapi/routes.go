@@ -26,8 +26,14 @@ func (h *Handler) routeTable() []route {
 		{apiPrefix + "/oauth2/revoke", methods{http.MethodPost: h.postRevoke}},
 		{apiPrefix + "/installations", methods{http.MethodPost: h.postInstallation}},
 		{apiPrefix + "/installations/{iid}/mqtt-endpoint", methods{http.MethodGet: h.getMQTTEndpoint}},
-		{usersPrefix, methods{http.MethodPost: h.postUser}},
-		{usersPrefix + "/{user}", methods{http.MethodGet: h.getUser}},
+		{usersPrefix, methods{
+			http.MethodGet:  h.listUsers,
+			http.MethodPost: h.postUser,
+		}},
+		{usersPrefix + "/{user}", methods{
+			http.MethodGet:    h.getUser,
+			http.MethodDelete: h.deleteUser,
+		}},
 		{groupsPrefix, methods{http.MethodPost: h.postGroup}},
 		{groupsPrefix + "/{group}", methods{http.MethodGet: h.getGroup}},
 		// Kii's SDKs call the vendor-thing-id API under /api/apps (Kii

@@ -100,6 +100,58 @@ func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listUsers answers a page of the app's users (app admin only), in
+// creation order: {"users":[…],"nextPaginationKey"}, paginated as the
+// things list is.
+func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) error {
+	p, err := h.principal(r)
+	if err != nil {
+		return err
+	}
+	if p.kind != store.TokenApp {
+		return errWrongToken.with("the users of an app are listed with an app token")
+	}
+	limit, key, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	users, next, err := h.store.Users(r.Context(), p.appID, key, limit)
+	if err != nil {
+		return listError("users", err)
+	}
+	out := struct {
+		Users             []userJSON `json:"users"`
+		NextPaginationKey string     `json:"nextPaginationKey,omitempty"`
+	}{Users: make([]userJSON, 0, len(users)), NextPaginationKey: next}
+	for _, u := range users {
+		out.Users = append(out.Users, userJSON{UserID: u.ID, LoginName: u.Username, Created: u.CreatedAt.UnixMilli()})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deleteUser deletes a user of the app (app admin only) with its tokens
+// and group memberships; its things are left without an owner. 204.
+func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	p, err := h.principal(r)
+	if err != nil {
+		return err
+	}
+	if p.kind != store.TokenApp {
+		return errWrongToken.with("users are deleted with an app token")
+	}
+	id := r.PathValue("user")
+	err = h.store.DeleteUser(r.Context(), p.appID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errUserNotFound.with("user %s does not exist", id)
+	}
+	if err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // userToken issues a user token for a username and password.
 func (h *Handler) userToken(w http.ResponseWriter, r *http.Request, app store.App, req tokenRequest) error {
 	ctx := r.Context()

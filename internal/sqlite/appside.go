@@ -60,6 +60,67 @@ func (db *DB) UserByUsername(ctx context.Context, appID, username string) (store
 	return u, nil
 }
 
+// Users lists the users of an app in creation (rowid) order.
+func (db *DB) Users(ctx context.Context, appID, paginationKey string, limit int) ([]store.User, string, error) {
+	after, err := parseKey(paginationKey, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("users of %q: %w", appID, err)
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT rowid, `+userCols+` FROM users WHERE app_id = ? AND rowid > ?
+		ORDER BY rowid LIMIT ?`, appID, after, sqlLimit(limit))
+	if err != nil {
+		return nil, "", fmt.Errorf("users of %q: %w", appID, err)
+	}
+	defer rows.Close()
+	users := []store.User{}
+	var seqs []int64
+	for rows.Next() {
+		var seq int64
+		u, err := scanUser(prefixScanner{rows, &seq})
+		if err != nil {
+			return nil, "", fmt.Errorf("users of %q: %w", appID, err)
+		}
+		users = append(users, u)
+		seqs = append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("users of %q: %w", appID, err)
+	}
+	if limit > 0 && len(users) > limit {
+		return users[:limit], strconv.FormatInt(seqs[limit-1], 10), nil
+	}
+	return users, "", nil
+}
+
+// DeleteUser deletes a user, its tokens, its group memberships and its
+// ownership of things in one transaction. The rows that refer to the user
+// go first: group_members references users.
+func (db *DB) DeleteUser(ctx context.Context, appID, id string) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM tokens WHERE app_id = ?1 AND kind = 'user' AND subject = ?2`,
+			`DELETE FROM group_members WHERE user_id = ?2 AND group_id IN (SELECT id FROM groups_ WHERE app_id = ?1)`,
+			`DELETE FROM thing_owners WHERE owner = 'USER:' || ?2 AND thing_id IN (SELECT id FROM things WHERE app_id = ?1)`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, appID, id); err != nil {
+				return fmt.Errorf("delete user %q: %w", id, translate(err))
+			}
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE app_id = ? AND id = ?`, appID, id)
+		if err != nil {
+			return fmt.Errorf("delete user %q: %w", id, translate(err))
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("delete user %q: %w", id, err)
+		} else if n == 0 {
+			// Nothing referred to a user that does not exist: the
+			// deletes above changed nothing.
+			return fmt.Errorf("delete user %q: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
+}
+
 // CreateGroup stores a group and its members in one transaction.
 func (db *DB) CreateGroup(ctx context.Context, g store.Group) error {
 	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {

@@ -121,6 +121,14 @@ type AppSide interface {
 	User(ctx context.Context, appID, id string) (User, error)
 	// UserByUsername returns a user of the app by username, or ErrNotFound.
 	UserByUsername(ctx context.Context, appID, username string) (User, error)
+	// Users lists the users of an app in creation order, at most limit (0:
+	// all) after paginationKey (empty: from the first). The returned key
+	// continues the listing; it is empty after the last page.
+	Users(ctx context.Context, appID, paginationKey string, limit int) ([]User, string, error)
+	// DeleteUser deletes a user of the app with its tokens and group
+	// memberships; the things it owned are left without an owner.
+	// ErrNotFound if there is no such user.
+	DeleteUser(ctx context.Context, appID, id string) error
 	// CreateGroup stores a new group with its members. ErrNotFound if the
 	// app or a member does not exist.
 	CreateGroup(ctx context.Context, g Group) error

@@ -186,6 +186,14 @@ func (c *Store) PruneThingTokens(ctx context.Context, thingID string, keep int) 
 	return hashes, err
 }
 
+// DeleteUser implements store.Store. The user's tokens are deleted with
+// it; the cache does not know which digests they have, so it forgets every
+// token (deleting a user is rare) rather than accept a deleted one.
+func (c *Store) DeleteUser(ctx context.Context, appID, id string) error {
+	defer c.tokens.dropAll()
+	return c.Store.DeleteUser(ctx, appID, id)
+}
+
 // UpdateThing implements store.Store.
 func (c *Store) UpdateThing(ctx context.Context, t store.Thing) error {
 	defer c.things.drop(thingKey{t.AppID, t.ID})

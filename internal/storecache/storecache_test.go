@@ -164,6 +164,28 @@ func TestTokenCachedUntilDeleted(t *testing.T) {
 	}
 }
 
+// TestDeletedUsersTokenRefusedAtOnce: a cached token of a user stops
+// working when the user is deleted, not a TTL later.
+func TestDeletedUsersTokenRefusedAtOnce(t *testing.T) {
+	f := newFixture(t, storecache.Config{})
+	ctx := t.Context()
+	if err := f.c.CreateUser(ctx, store.User{ID: "u.1", AppID: "app1", Username: "alice", PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.PutToken(ctx, store.Token{Hash: "hu", AppID: "app1", Kind: store.TokenUser, Subject: "u.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Token(ctx, "hu"); err != nil {
+		t.Fatalf("Token before the delete: %v", err)
+	}
+	if err := f.c.DeleteUser(ctx, "app1", "u.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Token(ctx, "hu"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("token of the deleted user: err=%v, want ErrNotFound", err)
+	}
+}
+
 // TestFillRacingRevocation: a read that got the token from the store before
 // it was revoked must not put it in the cache after the revocation.
 func TestFillRacingRevocation(t *testing.T) {

@@ -17,6 +17,7 @@ var appSideTests = []struct {
 	run  func(t *testing.T, s store.Store)
 }{
 	{"Users", testUsers},
+	{"DeleteUser", testDeleteUser},
 	{"Groups", testGroups},
 	{"Owners", testOwners},
 	{"ThingsPagination", testThingsPagination},
@@ -59,6 +60,63 @@ func testUsers(t *testing.T, s store.Store) {
 	wantErr(t, "User of another app", err, store.ErrNotFound)
 	_, err = s.UserByUsername(ctx, "app1", "nobody")
 	wantErr(t, "UserByUsername missing", err, store.ErrNotFound)
+
+	// Users pages in creation order and sees only the app's users.
+	must(t, "CreateUser u.5", s.CreateUser(ctx, newUser("app1", "u.5", "bob")))
+	must(t, "CreateUser u.6", s.CreateUser(ctx, newUser("app1", "u.6", "carol")))
+	var ids []string
+	for key, pages := "", 0; ; pages++ {
+		page, next, err := s.Users(ctx, "app1", key, 2)
+		must(t, "Users", err)
+		for _, u := range page {
+			ids = append(ids, u.ID)
+		}
+		if next == "" {
+			if got, want := pages, 1; got != want {
+				t.Errorf("Users took %d more pages, want %d", got, want)
+			}
+			break
+		}
+		key = next
+	}
+	diff(t, "Users", ids, []string{"u.1", "u.5", "u.6"})
+	all, next, err := s.Users(ctx, "app2", "", 0)
+	must(t, "Users app2", err)
+	if got, want := len(all), 1; got != want || next != "" {
+		t.Errorf("Users app2: %d users, next %q; want %d, none", got, next, want)
+	}
+}
+
+func testDeleteUser(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "PutApp app2", s.PutApp(ctx, newApp("app2")))
+	for _, u := range []store.User{newUser("app1", "u.1", "alice"), newUser("app1", "u.2", "bob"), newUser("app2", "u.9", "zoe")} {
+		must(t, "CreateUser", s.CreateUser(ctx, u))
+	}
+	must(t, "CreateGroup", s.CreateGroup(ctx, store.Group{ID: "g.1", AppID: "app1", Name: "home", Owner: "u.2", Members: []string{"u.1", "u.2"}, CreatedAt: at(4)}))
+	must(t, "PutToken", s.PutToken(ctx, store.Token{Hash: "tok-u1", AppID: "app1", Kind: store.TokenUser, Subject: "u.1", CreatedAt: at(5)}))
+	must(t, "PutToken", s.PutToken(ctx, store.Token{Hash: "tok-u2", AppID: "app1", Kind: store.TokenUser, Subject: "u.2", CreatedAt: at(5)}))
+	must(t, "AddOwner", s.AddOwner(ctx, "app1", "th.1", "USER:u.1", at(5)))
+
+	wantErr(t, "DeleteUser of another app", s.DeleteUser(ctx, "app2", "u.1"), store.ErrNotFound)
+	wantErr(t, "DeleteUser missing", s.DeleteUser(ctx, "app1", "u.404"), store.ErrNotFound)
+	must(t, "DeleteUser", s.DeleteUser(ctx, "app1", "u.1"))
+	_, err := s.User(ctx, "app1", "u.1")
+	wantErr(t, "User deleted", err, store.ErrNotFound)
+	_, err = s.Token(ctx, "tok-u1")
+	wantErr(t, "Token of the deleted user", err, store.ErrNotFound)
+	_, err = s.Token(ctx, "tok-u2")
+	must(t, "Token of another user", err)
+	g, err := s.Group(ctx, "app1", "g.1")
+	must(t, "Group", err)
+	diff(t, "members after delete", g.Members, []string{"u.2"})
+	_, err = s.ThingOwner(ctx, "th.1")
+	wantErr(t, "owner of the deleted user's thing", err, store.ErrNotFound)
+	must(t, "AddOwner after delete", s.AddOwner(ctx, "app1", "th.1", "USER:u.2", at(6)))
+	wantErr(t, "DeleteUser twice", s.DeleteUser(ctx, "app1", "u.1"), store.ErrNotFound)
+	// The username is free again.
+	must(t, "CreateUser reusing the name", s.CreateUser(ctx, newUser("app1", "u.3", "alice")))
 }
 
 func testGroups(t *testing.T, s store.Store) {
