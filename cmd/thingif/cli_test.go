@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -114,7 +115,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		want string // the first line, after "thingif: "
 		hint string
 	}{
-		{"no command", nil, "missing command: one of bench,", "thingif"},
+		{"no command", nil, "missing command: one of app, bench,", "thingif"},
 		{"unknown command", []string{"bogus"}, `unknown command "bogus"`, "thingif"},
 		{"group without command", []string{"thing"}, "thing: missing command: one of get, list, onboard, run", "thingif thing"},
 		{"unknown subcommand", []string{"trigger", "frobnicate"}, `trigger: unknown command "frobnicate"`, "thingif trigger"},
@@ -274,5 +275,87 @@ func TestEverydayCommands(t *testing.T) {
 	r = runCLI(t, "", append([]string{"user", "delete", alice}, k...)...)
 	if r.code != exitFailure || !strings.Contains(r.stderr, "USER_NOT_FOUND") {
 		t.Fatalf("second delete: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestAppCommands: apps are created and listed on a data directory while
+// no server runs; a server started there takes the app's key; while it
+// runs, the app commands are refused by the directory's lock.
+func TestAppCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("my-app-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("THINGIF_DATA", dir)
+
+	r := runCLI(t, "", "app", "create", "--id", "shop", "--key-file", keyFile)
+	if got, want := r.stdout, "APP_ID=shop\n"; r.code != exitOK || got != want {
+		t.Fatalf("app create: exit %d stdout %q (want %q) stderr %q", r.code, got, want, r.stderr)
+	}
+	r = runCLI(t, "", "app", "create", "--json")
+	var gen struct{ AppID, AppKey string }
+	if err := json.Unmarshal([]byte(r.stdout), &gen); r.code != exitOK || err != nil || gen.AppID == "" || len(gen.AppKey) < 16 {
+		t.Fatalf("app create --json: exit %d %q %v", r.code, r.stdout, err)
+	}
+	if r := runCLI(t, "", "app", "create", "--id", "shop"); r.code != exitFailure || !strings.Contains(r.stderr, "app shop exists") {
+		t.Fatalf("app create again: exit %d %q", r.code, r.stderr)
+	}
+	if r := runCLI(t, "", "app", "create", "--id", "a/b"); r.code != exitUsage {
+		t.Fatalf("app create a/b: exit %d %q", r.code, r.stderr)
+	}
+	r = runCLI(t, "", "app", "list")
+	if r.code != exitOK || !regexp.MustCompile(`^APP ID +CREATED\nshop +20\d\d-\S+\n`+gen.AppID+` +`).MatchString(r.stdout) {
+		t.Fatalf("app list: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+
+	srv, err := server.New(t.Context(), server.Config{DataDir: dir, PublicHost: "127.0.0.1", HTTP: "127.0.0.1:0",
+		PasswordCost: secret.Cost{Time: 1, Memory: 64, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(context.Background())
+	if srv.DevApp != nil {
+		t.Errorf("a development app was made beside the created ones: %+v", *srv.DevApp)
+	}
+	c := &appClient{server: fmt.Sprintf("http://127.0.0.1:%d", srv.Port("http")), app: "shop", key: "my-app-key"}
+	if err := c.ensureToken(t.Context()); err != nil {
+		t.Fatalf("token with the created app's key: %v", err)
+	}
+	r = runCLI(t, "", "app", "list")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "in use by another thingif") {
+		t.Fatalf("app list while a server runs: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestIsTerminal: the bench progress bar is kept off pipes, files and
+// buffers.
+func TestIsTerminal(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tt := range []struct {
+		name string
+		w    io.Writer
+	}{{"pipe", pw}, {"file", f}, {"buffer", &bytes.Buffer{}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			if isTerminal(tt.w) {
+				t.Errorf("isTerminal(%s) = true", tt.name)
+			}
+		})
+	}
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		if !isTerminal(tty) {
+			t.Error("isTerminal(/dev/tty) = false")
+		}
 	}
 }
