@@ -1,7 +1,9 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -169,7 +171,7 @@ func snapshotFiles(t *testing.T, dir string) string {
 	var s string
 	for _, e := range ents {
 		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-		s += fmt.Sprintf("%s=%q ", e.Name(), b)
+		s += fmt.Sprintf("%s(%x) ", e.Name(), sha256.Sum256(b))
 	}
 	return s
 }
@@ -210,10 +212,32 @@ func TestBackupStoppedDatabase(t *testing.T) {
 	db := openTest(t, live)
 	must(t, db.PutApp(t.Context(), store.App{ID: "app1", KeyHash: "h"}))
 	must(t, db.Close())
+	before, err := os.ReadFile(live)
+	must(t, err)
 
 	dst := filepath.Join(t.TempDir(), "copy.db")
 	if _, err := Backup(t.Context(), live, dst, BackupOptions{}); err != nil {
 		t.Fatalf("Backup: %v", err)
+	}
+	// The database is untouched. A read-only SQLite connection to a WAL
+	// database with no -wal and -shm files creates them (empty, with the
+	// database's mode) and cannot remove them; nothing else may appear.
+	if after, err := os.ReadFile(live); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("database changed by the backup (%v)", err)
+	}
+	ents, err := os.ReadDir(filepath.Dir(live))
+	must(t, err)
+	for _, e := range ents {
+		switch e.Name() {
+		case "thingif.db", "thingif.db-wal", "thingif.db-shm":
+		default:
+			t.Errorf("backup left %s in the data dir", e.Name())
+		}
+		fi, err := e.Info()
+		must(t, err)
+		if got, want := fi.Mode().Perm(), fs.FileMode(fileMode); got != want {
+			t.Errorf("%s: mode %v, want %v", e.Name(), got, want)
+		}
 	}
 	integrityCheck(t, dst)
 	cp := openTest(t, dst)
