@@ -115,7 +115,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		want string // the first line, after "thingif: "
 		hint string
 	}{
-		{"no command", nil, "missing command: one of app, bench,", "thingif"},
+		{"no command", nil, "missing command: one of app, backup, bench,", "thingif"},
 		{"unknown command", []string{"bogus"}, `unknown command "bogus"`, "thingif"},
 		{"group without command", []string{"thing"}, "thing: missing command: one of get, list, onboard, run", "thingif thing"},
 		{"unknown subcommand", []string{"trigger", "frobnicate"}, `trigger: unknown command "frobnicate"`, "thingif trigger"},
