@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -432,5 +433,55 @@ func TestLogFormat(t *testing.T) {
 				t.Fatalf("text log line %q", buf.String())
 			}
 		})
+	}
+}
+
+// TestServeFromConfigFile: a server configured by a file alone starts on
+// the file's listeners, makes the file's app (no development app), logs
+// JSON as the file says, and never logs or prints the app key.
+func TestServeFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	fmt.Fprintf(&b, "data = %q\npublic-host = \"127.0.0.1\"\napp = [\"cfgapp:cfg-secret-key\"]\nlog-format = \"json\"\n", dir)
+	for _, f := range []string{"onboard-tcp", "onboard-tls", "onboard-ws", "onboard-wss", "mqtt-tcp", "mqtt-tls", "mqtt-ws", "mqtt-wss", "http", "https"} {
+		fmt.Fprintf(&b, "%s = \"127.0.0.1:0\"\n", f)
+	}
+	path := writeFile(t, "thingif.toml", b.String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{ch: make(chan []byte, 1024)}
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runServe(ctx, nil, env(map[string]string{"THINGIF_CONFIG": path}), &out, logs)
+	}()
+	ready := waitReady(t, logs.ch)
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(ready), &rec); err != nil {
+		t.Fatalf("ready line is not JSON: %v: %s", err, ready)
+	}
+	if addr, _ := rec["http"].(string); !strings.HasPrefix(addr, "127.0.0.1:") || addr == "127.0.0.1:0" {
+		t.Errorf("ready line http=%v, want a bound 127.0.0.1 port: %s", rec["http"], ready)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if strings.Contains(out.String(), "APP_ID=") {
+		t.Errorf("development app printed although the file names an app:\n%s", out.String())
+	}
+	for len(logs.ch) > 0 {
+		if l := <-logs.ch; bytes.Contains(l, []byte("cfg-secret-key")) {
+			t.Errorf("log shows the app key: %s", l)
+		}
+	}
+	if strings.Contains(ready+out.String(), "cfg-secret-key") {
+		t.Errorf("output shows the app key")
 	}
 }
