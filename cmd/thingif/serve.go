@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,19 +21,43 @@ import (
 	"github.com/thingif/thingif/internal/server"
 )
 
-func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg := server.DefaultConfig()
+// serveOptions are what serve's flags set: the server configuration, and
+// the flags that are not one of its fields as they are.
+type serveOptions struct {
+	cfg                    server.Config
+	hashMem, hashTime      uint
+	maxPacket, maxInflight uint
+	logLevel, logFormat    string
+	configFile             string
+	checkConfig            bool
+}
+
+// serveFlags defines serve's flags on a new FlagSet. The config file and
+// THINGIF_* variables (config.go) are driven by this FlagSet: a flag added
+// here has a key and a variable at once, and belongs in
+// deploy/thingif.example.toml (a test says so).
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{cfg: server.DefaultConfig()}
+	cfg := &o.cfg
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: thingif serve [flags]
+
+Run the server. Every flag is also a THINGIF_* environment variable
+(--public-host: THINGIF_PUBLIC_HOST) and a key of the --config file, except
+--check-config (command line only); flags win over the environment, the
+environment over the file, the file over the defaults below. See
+docs/operations.md and deploy/thingif.example.toml.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.configFile, configFlag, "", "read settings from this TOML `file` (keys are flag names)")
+	fs.BoolVar(&o.checkConfig, "check-config", false, "validate flags, environment and config file, print \"config ok\" and exit, without binding ports or opening the store")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data `directory`")
-	fs.Func("app", "make sure an app with this `ID:KEY` exists; repeatable", func(s string) error {
-		a, err := server.ParseAppCredential(s)
-		if err != nil {
-			return err
-		}
-		cfg.Apps = append(cfg.Apps, a)
-		return nil
-	})
+	fs.Var((*appsFlag)(&cfg.Apps), "app", "make sure an app with this `ID:KEY` exists; repeatable")
 	fs.StringVar(&cfg.PublicHost, "public-host", cfg.PublicHost, "`host` advertised in mqttEndpoint.host")
 	fs.StringVar(&cfg.OnboardTCP, "onboard-tcp", cfg.OnboardTCP, "onboarding broker, MQTT over TCP `addr`ess (empty: off)")
 	fs.StringVar(&cfg.OnboardTLS, "onboard-tls", cfg.OnboardTLS, "onboarding broker, MQTT over TLS `addr`ess")
@@ -47,23 +73,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ThingTokenTTL, "thing-token-ttl", 0, "lifetime of thing tokens (default 0: never expire, as Kii; a thing keeps its 5 newest)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate PEM `file` (default: self-signed, generated in the data dir)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS key PEM `file`")
-	var hashMem, hashTime uint
-	fs.UintVar(&hashMem, "password-hash-memory", uint(secret.DefaultCost.Memory), "argon2id memory in `KiB` for new password hashes")
-	fs.UintVar(&hashTime, "password-hash-time", uint(secret.DefaultCost.Time), "argon2id `passes` for new password hashes")
+	fs.UintVar(&o.hashMem, "password-hash-memory", uint(secret.DefaultCost.Memory), "argon2id memory in `KiB` for new password hashes")
+	fs.UintVar(&o.hashTime, "password-hash-time", uint(secret.DefaultCost.Time), "argon2id `passes` for new password hashes")
 	fs.StringVar(&cfg.AppSide.WebhookURL, "webhook-url", "", "`URL` that server-code triggers POST to (empty: server-code triggers are refused)")
 	fs.DurationVar(&cfg.AppSide.CommandExpiry, "command-expiry", 0, "how long a never-delivered command stays SENDING before it becomes EXPIRED (default 168h; negative: never)")
 	fs.DurationVar(&cfg.AppSide.StateRetention, "state-retention", 0, "how long state history is kept (default 2160h; negative: forever)")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text (logfmt-like key=value) or json (one object a line)")
 	fs.BoolVar(&cfg.MetricsPublic, "metrics-public", false, "serve /metrics to every REST client, not only to loopback ones")
 	fs.StringVar(&cfg.Pprof, "pprof", "", "serve net/http/pprof's profiles on this `addr`ess (empty: off; keep it on loopback)")
 	lim := &cfg.Limits
 	fs.DurationVar(&lim.ConnectTimeout, "connect-timeout", 0, "time from TCP accept to a complete MQTT CONNECT (default 10s)")
 	fs.DurationVar(&lim.WriteTimeout, "write-timeout", 0, "an MQTT client that does not read for this long is dropped (default 30s)")
-	var maxPacket, maxInflight uint
-	fs.UintVar(&maxPacket, "max-packet-size", 0, "largest MQTT packet in `bytes` (default 1 MiB + 4 KiB)")
+	fs.UintVar(&o.maxPacket, "max-packet-size", 0, "largest MQTT packet in `bytes` (default 1 MiB + 4 KiB)")
 	fs.IntVar(&lim.MaxHeaders, "max-headers", 0, "header lines per request over MQTT (default 64)")
 	fs.IntVar(&lim.MaxConnsPerAddr, "max-conns-per-addr", 0, "connections per source IP address and broker (default 1000; -1: no bound)")
-	fs.UintVar(&maxInflight, "max-inflight", 0, "QoS 1/2 messages in flight per MQTT client (default 256)")
+	fs.UintVar(&o.maxInflight, "max-inflight", 0, "QoS 1/2 messages in flight per MQTT client (default 256)")
 	fs.IntVar(&lim.MaxPendingCommands, "max-pending-commands", 0, "commands waiting per thing before 429 (default 1000; -1: no bound)")
 	fs.IntVar(&lim.MaxTriggersPerThing, "max-triggers-per-thing", 0, "triggers per thing before 409 (default 100; -1: no bound)")
 	fs.IntVar(&lim.BruteForce.Free, "login-free-failures", 0, "wrong passwords or app keys per thing or address before blocking (default 5)")
@@ -71,25 +96,78 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Func("registrations-per-addr", "new things registered per second per source address, `RATE[:BURST]` (default 10:100; -1: no limit)", rateFlag(&lim.RegistrationsPerAddr))
 	fs.Func("registrations-per-app", "new things registered per second per app, `RATE[:BURST]` (default 100:1000; -1: no limit)", rateFlag(&lim.RegistrationsPerApp))
 	fs.IntVar(&lim.PasswordCacheEntries, "password-cache-entries", 0, "successful password checks remembered for 24h, ~110 bytes each (default 100000; -1: none)")
+	return fs, o
+}
+
+// serverConfig checks the flags that server.Config does not hold as they
+// are and turns them into it, with a logger on stderr.
+func (o *serveOptions) serverConfig(stderr io.Writer) (server.Config, error) {
+	cfg := o.cfg
+	if o.hashMem == 0 || o.hashTime == 0 || o.hashMem > 4<<20 || o.hashTime > 100 {
+		return cfg, fmt.Errorf("--password-hash-memory must be 1..%d and --password-hash-time 1..100", 4<<20)
+	}
+	if o.maxPacket > 256<<20 || o.maxInflight > 65535 {
+		return cfg, fmt.Errorf("--max-packet-size must be at most %d and --max-inflight at most 65535", 256<<20)
+	}
+	cfg.Limits.MaxPacketSize, cfg.Limits.MaxInflight = uint32(o.maxPacket), uint16(o.maxInflight)
+	cfg.PasswordCost = secret.Cost{Memory: uint32(o.hashMem), Time: uint32(o.hashTime), Threads: 1}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return cfg, fmt.Errorf("--log-format: want text or json, got %q", o.logFormat)
+	}
+	return cfg, nil
+}
+
+// checkConfig is --check-config: what server.New would refuse before it
+// binds a port or opens the store, and whether the TLS files load.
+func checkConfig(cfg server.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+	}
+	return nil
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runServe(ctx, args, os.LookupEnv, stdout, stderr)
+}
+
+// runServe is serve with the environment given as lookup, for tests.
+func runServe(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	fs, o := serveFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
-	if hashMem == 0 || hashTime == 0 || hashMem > 4<<20 || hashTime > 100 {
-		return fmt.Errorf("serve: --password-hash-memory must be 1..%d and --password-hash-time 1..100", 4<<20)
+	if err := applyConfig(fs, lookup); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
-	if maxPacket > 256<<20 || maxInflight > 65535 {
-		return fmt.Errorf("serve: --max-packet-size must be at most %d and --max-inflight at most 65535", 256<<20)
+	cfg, err := o.serverConfig(stderr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
-	lim.MaxPacketSize, lim.MaxInflight = uint32(maxPacket), uint16(maxInflight)
-	cfg.PasswordCost = secret.Cost{Memory: uint32(hashMem), Time: uint32(hashTime), Threads: 1}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("serve: --log-level: %w", err)
+	if o.checkConfig {
+		if err := checkConfig(cfg); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		fmt.Fprintln(stdout, "config ok")
+		return nil
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	// Every connection is a file: allow as many as the hard limit does.
 	if n, err := raiseFileLimit(); err != nil {
@@ -142,9 +220,14 @@ Onboard a thing over MQTT (mosquitto-clients), answer on the same topic:
 }
 
 // rateFlag parses RATE[:BURST] into a token bucket configuration; a
-// negative RATE turns the limit off.
+// negative RATE turns the limit off, and "" (the flag's default, as in
+// deploy/thingif.example.toml) keeps the built-in default.
 func rateFlag(c *limit.BucketConfig) func(string) error {
 	return func(s string) error {
+		if s == "" {
+			*c = limit.BucketConfig{}
+			return nil
+		}
 		rate, burst, hasBurst := strings.Cut(s, ":")
 		r, err := strconv.ParseFloat(rate, 64)
 		if err != nil || math.IsNaN(r) || math.IsInf(r, 0) || r == 0 {
@@ -161,3 +244,32 @@ func rateFlag(c *limit.BucketConfig) func(string) error {
 		return nil
 	}
 }
+
+// appsFlag is --app: repeatable, a list in the config file, and a secret
+// (the key) that errors never repeat.
+type appsFlag []server.AppCredential
+
+func (a *appsFlag) String() string {
+	if a == nil {
+		return ""
+	}
+	ids := make([]string, len(*a))
+	for i, c := range *a {
+		ids[i] = c.ID + ":…" // String feeds -h's default: never the key
+	}
+	return strings.Join(ids, " ")
+}
+
+// Set adds one ID:KEY. Its error leaves the value out, unlike
+// server.ParseAppCredential's: the value holds the key.
+func (a *appsFlag) Set(s string) error {
+	c, err := server.ParseAppCredential(s)
+	if err != nil {
+		return errors.New("want ID:KEY, with no '/', '+' or '#' in ID")
+	}
+	*a = append(*a, c)
+	return nil
+}
+
+func (a *appsFlag) isList()   {}
+func (a *appsFlag) isSecret() {}

@@ -19,6 +19,7 @@ func TestRateFlag(t *testing.T) {
 		{"x", limit.BucketConfig{}, false},
 		{"10:0", limit.BucketConfig{}, false},
 		{"NaN", limit.BucketConfig{}, false},
+		{"", limit.BucketConfig{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
