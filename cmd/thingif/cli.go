@@ -82,6 +82,10 @@ func (n *node) sortedSubs() []*node {
 type usageError struct {
 	err error
 	cmd string // "thing run", filled in by the dispatcher
+	// config marks a setting that cannot work (from a flag, the
+	// environment or the config file): one line, no pointer to -h, which
+	// would not help.
+	config bool
 }
 
 func (e *usageError) Error() string { return e.err.Error() }
@@ -104,6 +108,12 @@ func usageErr(err error) error {
 // usagef is usageErr of a formatted error.
 func usagef(format string, a ...any) error { return &usageError{err: fmt.Errorf(format, a...)} }
 
+// configErrorf is a usage error for a setting that cannot work: it exits 2
+// like a usage error, printed as its one line alone.
+func configErrorf(format string, a ...any) error {
+	return &usageError{err: fmt.Errorf(format, a...), config: true}
+}
+
 // Exit statuses.
 const (
 	exitOK      = 0
@@ -117,6 +127,9 @@ func exitCode(err error, stderr io.Writer) int {
 	switch {
 	case err == nil || errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, &ue) && ue.config:
+		fmt.Fprintln(stderr, "thingif:", err)
+		return exitUsage
 	case errors.As(err, &ue):
 		cmd := "thingif"
 		if ue.cmd != "" {

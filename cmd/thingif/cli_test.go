@@ -130,6 +130,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"unknown scenario", []string{"bench", "nope"}, `unknown scenario "nope"`, "thingif bench"},
 		{"thing without app", []string{"thing", "onboard", "--vendor-thing-id", "v", "--password", "p"}, "--app ID:KEY, or --app ID with --key", "thingif thing onboard"},
 		{"completion shell", []string{"completion", "tcsh"}, `completion: unknown shell "tcsh"`, "thingif completion"},
+		{"serve unknown flag", []string{"serve", "--nope"}, "flag provided but not defined: -nope", "thingif serve"},
+		{"serve extra argument", []string{"serve", "extra"}, `serve: unexpected argument "extra"`, "thingif serve"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, "", tt.args...)

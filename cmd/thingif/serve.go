@@ -148,22 +148,34 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // runServe is serve with the environment given as lookup, for tests.
 func runServe(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs, o := serveFlags(stderr)
-	if err := fs.Parse(args); err != nil {
+	// Mistakes in the flags, the environment or the config file are usage
+	// errors (exit 2); a failure to start is not (exit 1).
+	// The FlagSet writes only the help asked for; a parse error is one line
+	// from main, not the error and the whole flag list.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
 		return err
 	}
+	if err != nil {
+		return usageErr(err)
+	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return usagef("serve: unexpected argument %q", fs.Arg(0))
 	}
 	if err := applyConfig(fs, lookup); err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return configErrorf("serve: %w", err)
 	}
 	cfg, err := o.serverConfig(stderr)
 	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return configErrorf("serve: %w", err)
 	}
 	if o.checkConfig {
 		if err := checkConfig(cfg); err != nil {
-			return fmt.Errorf("serve: %w", err)
+			return configErrorf("serve: %w", err)
 		}
 		fmt.Fprintln(stdout, "config ok")
 		return nil
