@@ -276,7 +276,11 @@ type tapRequest struct {
 func startRequest(req *http.Request, w http.ResponseWriter) (*tapRequest, http.ResponseWriter) {
 	tr := &tapRequest{start: time.Now()}
 	if req != nil && req.Body != nil {
-		req.Body = readCloser{io.TeeReader(req.Body, &tr.body), req.Body}
+		// The head is read now, whether or not the handler reads it; the
+		// handler reads it again, then the rest.
+		head, _ := io.ReadAll(io.LimitReader(req.Body, maxTapBody+1))
+		tr.body.Write(head)
+		req.Body = readCloser{io.MultiReader(bytes.NewReader(head), req.Body), req.Body}
 	}
 	tr.w = &tapWriter{ResponseWriter: w}
 	return tr, tr.w
