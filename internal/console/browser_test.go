@@ -1,0 +1,167 @@
+package console_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+var updateScreenshots = flag.Bool("update-screenshots", false, "write the console's screenshots to docs/console/")
+
+// browser starts headless Chromium for the test, or skips (fails under
+// THINGIF_INTEGRATION=1) when it is not installed.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if path, err = exec.LookPath("chromium-browser"); err != nil {
+			if os.Getenv("THINGIF_INTEGRATION") == "1" {
+				t.Fatal("chromium is not installed (THINGIF_INTEGRATION=1)")
+			}
+			t.Skip("chromium is not installed; apt-get install chromium")
+		}
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() { cancel(); acancel() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// step runs browser actions with a deadline, failing the test with what
+// was being waited for.
+func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	if err := chromedp.Do(sctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// get runs one browser action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, waitFor)
+	defer cancel()
+	v, err := chromedp.Run(sctx, a)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+// text is the text of the element sel selects.
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return get(t, ctx, "text of "+sel, chromedp.TextContent(chromedp.CSS(sel)))
+}
+
+// poll waits until the JavaScript expression is true.
+func poll(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(waitFor))(ctx, tg)
+		return err
+	})
+}
+
+// screenshot writes docs/console/NAME.png when -update-screenshots is set.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if !*updateScreenshots {
+		return
+	}
+	png := get(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	path := filepath.Join("..", "..", "docs", "console", name+".png")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBrowser drives the console in headless Chromium: sign in as the app
+// admin, watch a thing onboard in the onboarding inspector, open the thing
+// (which keeps uploading its state), send a command, see it reach DONE and
+// its PUBLISH and PUBACK in the thing's inspector, with no secret anywhere
+// on the page.
+func TestBrowser(t *testing.T) {
+	ctx := browser(t)
+	s := startServer(t)
+	url := baseURL(s) + "/console/"
+
+	step(t, ctx, "sign-in page",
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.CSS("#signin-form")))
+	step(t, ctx, "fill in", chromedp.SendKeys(chromedp.CSS("#app"), appID), chromedp.SendKeys(chromedp.CSS("#key"), appKey))
+	screenshot(t, ctx, "signin")
+	step(t, ctx, "sign in", chromedp.Click(chromedp.CSS("#signin")), chromedp.WaitVisible(chromedp.CSS("#view-things")))
+
+	// The onboarding inspector sees the thing's onboarding as it happens.
+	step(t, ctx, "onboarding inspector",
+		chromedp.Click(chromedp.CSS("#nav-onboarding")),
+		chromedp.WaitVisible(chromedp.CSS(`#onboard-status[data-live="1"]`)))
+	th := simulatedThing(t, s, "lamp-1")
+	step(t, ctx, "onboarding seen", chromedp.WaitVisible(chromedp.CSS(`#inspector-onboarding .ev.REQUEST`)))
+	onboarding := text(t, ctx, "#inspector-onboarding")
+	for _, want := range []string{"CONNECT", "CONNACK", "accepted", "POST /thing-if/apps/" + appID + "/onboardings → 200", `"thingPassword":"[redacted]"`} {
+		if !strings.Contains(onboarding, want) {
+			t.Errorf("onboarding inspector lacks %q:\n%s", want, onboarding)
+		}
+	}
+	screenshot(t, ctx, "onboarding-inspector")
+
+	step(t, ctx, "things list",
+		chromedp.Click(chromedp.CSS("#nav-things")),
+		chromedp.WaitVisible(chromedp.CSS(`#things tr[data-thing="`+th.ThingID()+`"]`)))
+	screenshot(t, ctx, "things")
+	step(t, ctx, "open thing",
+		chromedp.Click(chromedp.CSS(`#things tr[data-thing="`+th.ThingID()+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#inspect-status[data-live="1"]`)))
+	// The state the simulated thing keeps uploading shows, and so do its
+	// uploads in the inspector.
+	step(t, ctx, "state and uploads",
+		poll(`document.querySelector("#state").textContent.includes("brightness")`),
+		chromedp.WaitVisible(chromedp.CSS(`#inspector-thing .ev.REQUEST`)))
+
+	step(t, ctx, "send command", chromedp.Click(chromedp.CSS("#send")), chromedp.WaitVisible(chromedp.CSS(`#sent-state.DONE`)))
+	sent := text(t, ctx, "#sent-id")
+	step(t, ctx, "command in inspector",
+		chromedp.WaitVisible(chromedp.CSS(`#inspector-thing .ev.PUSH`)),
+		chromedp.WaitVisible(chromedp.CSS(`#inspector-thing .ev.PUBACK`)),
+		poll(`document.querySelector("#inspector-thing").textContent.includes("/action-results → 204")`),
+		chromedp.WaitVisible(chromedp.CSS(`#commands tr[data-command] .state.DONE`)))
+	thingText := text(t, ctx, "#inspector-thing")
+	if !strings.Contains(thingText, "PUSH") || !strings.Contains(thingText, "command "+sent) {
+		t.Errorf("thing inspector lacks the PUBLISH of command %s:\n%s", sent, thingText)
+	}
+	time.Sleep(300 * time.Millisecond) // one more state upload in the shot
+	screenshot(t, ctx, "thing")
+
+	page := text(t, ctx, "body")
+	for _, secret := range []string{appKey, thingPass, th.Credentials().AccessToken, th.Credentials().Endpoint.Password, th.Credentials().Endpoint.Username} {
+		if secret != "" && strings.Contains(page+onboarding+thingText, secret) {
+			t.Errorf("the page shows a secret %q", secret)
+		}
+	}
+}
