@@ -165,3 +165,53 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserUser: a user signs in with username and password, has no
+// onboarding inspector, opens the thing the user owns and watches it live,
+// and is refused another thing.
+func TestBrowserUser(t *testing.T) {
+	ctx := browser(t)
+	s := startServer(t)
+	admin := adminToken(t, s)
+	userTok, userID := userToken(t, s, admin, "carol")
+	mine := simulatedThing(t, s, "lamp-carol")
+	other := simulatedThing(t, s, "lamp-other")
+	own(t, s, userTok, userID, mine.ThingID())
+
+	step(t, ctx, "sign in as user",
+		chromedp.Navigate(baseURL(s)+"/console/"),
+		chromedp.WaitVisible(chromedp.CSS("#signin-form")),
+		chromedp.SendKeys(chromedp.CSS("#app"), appID),
+		chromedp.Click(chromedp.CSS(`input[name=mode][value=user]`)),
+		chromedp.SendKeys(chromedp.CSS("#username"), "carol"),
+		chromedp.SendKeys(chromedp.CSS("#password"), "pw-carol"),
+		chromedp.Click(chromedp.CSS("#signin")),
+		chromedp.WaitVisible(chromedp.CSS("#open-form")),
+		chromedp.WaitNotVisible(chromedp.CSS("#nav-onboarding")))
+
+	step(t, ctx, "open another's thing",
+		chromedp.SendKeys(chromedp.CSS("#open-id"), other.ThingID()),
+		chromedp.Click(chromedp.CSS("#open")),
+		chromedp.WaitVisible(chromedp.CSS("#error")))
+	if got := text(t, ctx, "#error"); !strings.Contains(got, "403") {
+		t.Errorf("opening another's thing: error %q, want a 403", got)
+	}
+
+	step(t, ctx, "open own thing",
+		chromedp.Navigate(baseURL(s)+"/console/#thing/"+mine.ThingID()),
+		chromedp.WaitVisible(chromedp.CSS(`#inspect-status[data-live="1"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#inspector-thing .ev.REQUEST`)),
+		poll(`document.querySelector("#state").textContent.includes("brightness")`))
+	if got, want := text(t, ctx, "#thing-info"), "USER:"+userID; !strings.Contains(strings.ToUpper(got), strings.ToUpper(want)) {
+		t.Errorf("thing info %q lacks owner %q", got, want)
+	}
+	// The v1 (schema) form works for a user too.
+	step(t, ctx, "send v1 command",
+		chromedp.Click(chromedp.CSS(`input[name=form][value=v1]`)),
+		chromedp.WaitVisible(chromedp.CSS("#schema")),
+		chromedp.Click(chromedp.CSS("#send")),
+		chromedp.WaitVisible(chromedp.CSS(`#sent-state.DONE`)))
+	if got := text(t, ctx, "#commands tbody"); !strings.Contains(got, "LED v1") {
+		t.Errorf("commands %q lack the v1 command", got)
+	}
+}

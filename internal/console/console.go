@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/thingif/thingif/internal/broker"
@@ -55,6 +56,10 @@ type Config struct {
 type Handler struct {
 	cfg   Config
 	files http.Handler
+	// closing ends every inspector stream: an http.Server's Shutdown waits
+	// for them, and they never end by themselves.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns the console handler.
@@ -75,8 +80,12 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, files: http.StripPrefix(Prefix+"/", http.FileServerFS(sub))}, nil
+	return &Handler{cfg: cfg, files: http.StripPrefix(Prefix+"/", http.FileServerFS(sub)), closing: make(chan struct{})}, nil
 }
+
+// Close ends the inspector streams, now and from now on. Register it with
+// http.Server.RegisterOnShutdown.
+func (h *Handler) Close() { h.closeOnce.Do(func() { close(h.closing) }) }
 
 // Serves reports whether path is the console's, so that the server can
 // route it here and everything else to the API.
@@ -192,6 +201,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, f broker.Filter
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-h.closing:
 			return
 		case <-beat.C:
 			if !write(": keep-alive\n\n") {

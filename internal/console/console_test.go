@@ -95,9 +95,14 @@ func adminToken(t *testing.T, s *server.Server) string {
 	return tok.AccessToken
 }
 
-func userToken(t *testing.T, s *server.Server, admin, name string) string {
+// userToken creates a user (password "pw-" + name) and returns its token
+// and user ID.
+func userToken(t *testing.T, s *server.Server, admin, name string) (token, userID string) {
 	t.Helper()
-	if st := call(t, s, "POST", "/api/apps/"+appID+"/users", admin, map[string]string{"loginName": name, "password": "pw-" + name}, nil); st != 201 {
+	var u struct {
+		UserID string `json:"userID"`
+	}
+	if st := call(t, s, "POST", "/api/apps/"+appID+"/users", admin, map[string]string{"loginName": name, "password": "pw-" + name}, &u); st != 201 {
 		t.Fatalf("create user: status %d", st)
 	}
 	var tok struct {
@@ -107,7 +112,24 @@ func userToken(t *testing.T, s *server.Server, admin, name string) string {
 		map[string]string{"grant_type": "password", "username": name, "password": "pw-" + name}, &tok); st != 200 {
 		t.Fatalf("user token: status %d", st)
 	}
-	return tok.AccessToken
+	return tok.AccessToken, u.UserID
+}
+
+// own makes the user the owner of the thing (onboarding by owner, REST).
+func own(t *testing.T, s *server.Server, userTok, userID, thingID string) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"thingID": thingID, "thingPassword": thingPass, "owner": "USER:" + userID})
+	req, _ := http.NewRequest("POST", baseURL(s)+"/thing-if/apps/"+appID+"/onboardings", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/vnd.kii.OnboardingWithThingIDByOwner+json")
+	req.Header.Set("Authorization", "Bearer "+userTok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("onboarding by owner: status %d", res.StatusCode)
+	}
 }
 
 // simulatedThing onboards a thing with the SDK, answers every command with
@@ -174,8 +196,10 @@ func simulatedThing(t *testing.T, s *server.Server, vendorID string) *thing.Clie
 func TestInspectAccess(t *testing.T) {
 	s := startServer(t)
 	admin := adminToken(t, s)
-	user := userToken(t, s, admin, "alice")
+	user, _ := userToken(t, s, admin, "alice")
+	owner, ownerID := userToken(t, s, admin, "bob")
 	th := simulatedThing(t, s, "lamp-access")
+	own(t, s, owner, ownerID, th.ThingID())
 	for _, tc := range []struct {
 		name, query, token string
 		status             int
@@ -184,7 +208,9 @@ func TestInspectAccess(t *testing.T) {
 		{"admin, onboarding", "app=" + appID + "&broker=onboarding", admin, 200},
 		{"thing's own token", "app=" + appID + "&thing=" + th.ThingID(), th.Credentials().AccessToken, 200},
 		{"no token", "app=" + appID + "&thing=" + th.ThingID(), "", 401},
+		{"owner", "app=" + appID + "&thing=" + th.ThingID(), owner, 200},
 		{"user, not the owner", "app=" + appID + "&thing=" + th.ThingID(), user, 403},
+		{"owner, onboarding", "app=" + appID + "&broker=onboarding", owner, 403},
 		{"user, onboarding", "app=" + appID + "&broker=onboarding", user, 403},
 		{"unknown thing", "app=" + appID + "&thing=th.nope", admin, 404},
 		{"no app", "thing=" + th.ThingID(), admin, 400},
@@ -290,5 +316,30 @@ func TestPagesSelfContained(t *testing.T) {
 				t.Errorf("CSP %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestCloseEndsStreams: stopping the server ends open inspector streams, so
+// that the REST listeners shut down cleanly instead of waiting them out.
+func TestCloseEndsStreams(t *testing.T) {
+	s := startServer(t)
+	admin := adminToken(t, s)
+	req, _ := http.NewRequest("GET", baseURL(s)+"/console/api/inspect?app="+appID+"&broker=onboarding", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if got, want := res.StatusCode, 200; got != want {
+		t.Fatalf("status %d, want %d", got, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close with a stream open: %v", err)
+	}
+	if _, err := io.ReadAll(res.Body); err != nil {
+		t.Logf("stream ended with %v", err)
 	}
 }

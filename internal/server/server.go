@@ -433,6 +433,7 @@ func (s *Server) listenREST(name, addr string, tlsConf *tls.Config) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	hs.RegisterOnShutdown(s.console.Close) // its streams never end by themselves
 	s.rest = append(s.rest, hs)
 	go func() {
 		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
