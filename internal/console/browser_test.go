@@ -103,8 +103,8 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // TestBrowser drives the console in headless Chromium: sign in as the app
 // admin, watch a thing onboard in the onboarding inspector, open the thing
 // (which keeps uploading its state), send a command, see it reach DONE and
-// its PUBLISH and PUBACK in the thing's inspector, with no secret anywhere
-// on the page.
+// its PUBLISH and PUBACK in the thing's inspector, create, disable, enable
+// and delete a trigger, with no secret anywhere on the page.
 func TestBrowser(t *testing.T) {
 	ctx := browser(t)
 	s := startServer(t)
@@ -155,12 +155,38 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(thingText, "PUSH") || !strings.Contains(thingText, "command "+sent) {
 		t.Errorf("thing inspector lacks the PUBLISH of command %s:\n%s", sent, thingText)
 	}
+
+	// Triggers: create, disable, enable; delete after the screenshot.
+	const trigState = `document.querySelector("#triggers tr[data-trigger] .trigger-state")?.textContent`
+	step(t, ctx, "create trigger",
+		chromedp.Click(chromedp.CSS("#trigger-create")),
+		chromedp.WaitVisible(chromedp.CSS(`#triggers tr[data-trigger]`)),
+		poll(trigState+` === "enabled"`))
+	step(t, ctx, "disable trigger",
+		chromedp.Click(chromedp.CSS(`#triggers tr[data-trigger] button.toggle`)),
+		poll(trigState+` === "disabled"`))
+	step(t, ctx, "enable trigger",
+		chromedp.Click(chromedp.CSS(`#triggers tr[data-trigger] button.toggle`)),
+		poll(trigState+` === "enabled"`))
+	var page struct {
+		Triggers []struct{ Disabled bool }
+	}
+	if st := call(t, s, "GET", "/thing-if/apps/"+appID+"/targets/thing:"+th.ThingID()+"/triggers", adminToken(t, s), nil, &page); st != 200 || len(page.Triggers) != 1 || page.Triggers[0].Disabled {
+		t.Errorf("triggers after create, disable, enable: status %d, %+v; want one, enabled", st, page.Triggers)
+	}
+
 	time.Sleep(300 * time.Millisecond) // one more state upload in the shot
 	screenshot(t, ctx, "thing")
+	step(t, ctx, "delete trigger",
+		chromedp.Click(chromedp.CSS(`#triggers tr[data-trigger] button.delete`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#triggers tr[data-trigger]`)))
+	if st := call(t, s, "GET", "/thing-if/apps/"+appID+"/targets/thing:"+th.ThingID()+"/triggers", adminToken(t, s), nil, &page); st != 200 || len(page.Triggers) != 0 {
+		t.Errorf("triggers after delete: status %d, %d left", st, len(page.Triggers))
+	}
 
-	page := text(t, ctx, "body")
+	body := text(t, ctx, "body")
 	for _, secret := range []string{appKey, thingPass, th.Credentials().AccessToken, th.Credentials().Endpoint.Password, th.Credentials().Endpoint.Username} {
-		if secret != "" && strings.Contains(page+onboarding+thingText, secret) {
+		if secret != "" && strings.Contains(body+onboarding+thingText, secret) {
 			t.Errorf("the page shows a secret %q", secret)
 		}
 	}

@@ -189,6 +189,44 @@ async function loadCommands(id) {
   } catch (e) { showError(e.message); }
 }
 
+async function loadTriggers(id) {
+  try {
+    const page = await api("GET", target(id) + "/triggers?bestEffortLimit=100");
+    const tb = $("#triggers tbody");
+    tb.textContent = "";
+    for (const tr of page.triggers || []) {
+      const path = target(id) + "/triggers/" + encodeURIComponent(tr.triggerID);
+      const act = async (method, suffix) => {
+        showError("");
+        try { await api(method, path + suffix); } catch (e) { showError(e.message); }
+        loadTriggers(id);
+      };
+      const toggle = el("button", { type: "button", class: "toggle" }, tr.disabled ? "Enable" : "Disable");
+      toggle.addEventListener("click", () => act("PUT", tr.disabled ? "/enable" : "/disable"));
+      const del = el("button", { type: "button", class: "delete" }, "Delete");
+      del.addEventListener("click", () => act("DELETE", ""));
+      const does = tr.command ? JSON.stringify(tr.command.actions) : tr.serverCode ? "server code " + JSON.stringify(tr.serverCode) : "";
+      tb.append(el("tr", { "data-trigger": tr.triggerID },
+        el("td", {}, el("code", {}, tr.triggerID)),
+        el("td", { class: "trigger-state" }, tr.disabled ? "disabled" + (tr.disabledReason ? " (" + tr.disabledReason + ")" : "") : "enabled"),
+        el("td", {}, el("code", {}, JSON.stringify(tr.predicate))),
+        el("td", {}, el("code", {}, does)),
+        el("td", {}, toggle, " ", del)));
+    }
+  } catch (e) { showError(e.message); }
+}
+
+async function createTrigger(id, ev) {
+  ev.preventDefault();
+  showError("");
+  let body;
+  try { body = JSON.parse($("#trigger-body").value); } catch (e) { showError("The trigger is not JSON: " + e.message); return; }
+  try {
+    await api("POST", target(id) + "/triggers", body);
+    loadTriggers(id);
+  } catch (e) { showError("Create trigger failed: " + e.message); }
+}
+
 let sentID = "";
 
 async function pollSent(id) {
@@ -240,6 +278,8 @@ async function showThing(id) {
   timers.push(setInterval(() => loadState(id), 2000));
   timers.push(setInterval(() => { loadCommands(id); pollSent(id); }, 1000));
   $("#command-form").onsubmit = (ev) => sendCommand(id, ev);
+  $("#trigger-form").onsubmit = (ev) => createTrigger(id, ev);
+  loadTriggers(id);
   inspect("thing=" + encodeURIComponent(id), $("#inspector-thing"), $("#inspect-status"), () => { loadCommands(id); pollSent(id); });
 }
 
