@@ -144,6 +144,19 @@ func TestBrowser(t *testing.T) {
 		poll(`document.querySelector("#state").textContent.includes("brightness")`),
 		chromedp.WaitVisible(chromedp.CSS(`#inspector-thing .ev.REQUEST`)))
 
+	// The history chart of the field the thing keeps uploading, raw and
+	// grouped (one group: the thing is younger than 15 minutes).
+	step(t, ctx, "chart",
+		chromedp.Click(chromedp.CSS("#chart-draw")),
+		chromedp.WaitVisible(chromedp.CSS("#chart svg polyline")))
+	if got := text(t, ctx, "#chart-label"); !strings.HasPrefix(got, "LampAlias.brightness: ") || strings.HasPrefix(got, "LampAlias.brightness: 0 ") {
+		t.Errorf("chart label %q, want some values of LampAlias.brightness", got)
+	}
+	step(t, ctx, "grouped chart",
+		chromedp.Click(chromedp.CSS("#chart-grouped")),
+		chromedp.Click(chromedp.CSS("#chart-draw")),
+		poll(`document.querySelector("#chart-label")?.textContent.startsWith("LampAlias.brightness (mean): ")`))
+
 	step(t, ctx, "send command", chromedp.Click(chromedp.CSS("#send")), chromedp.WaitVisible(chromedp.CSS(`#sent-state.DONE`)))
 	sent := text(t, ctx, "#sent-id")
 	step(t, ctx, "command in inspector",
@@ -175,7 +188,12 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("triggers after create, disable, enable: status %d, %+v; want one, enabled", st, page.Triggers)
 	}
 
-	time.Sleep(300 * time.Millisecond) // one more state upload in the shot
+	time.Sleep(time.Second) // more state uploads in the shot
+	step(t, ctx, "raw chart again, last minute",
+		chromedp.SetValue(chromedp.CSS("#chart-range"), "60000"),
+		chromedp.Click(chromedp.CSS("#chart-grouped")),
+		chromedp.Click(chromedp.CSS("#chart-draw")),
+		poll(`document.querySelector("#chart-label")?.textContent.startsWith("LampAlias.brightness: ")`))
 	screenshot(t, ctx, "thing")
 	step(t, ctx, "delete trigger",
 		chromedp.Click(chromedp.CSS(`#triggers tr[data-trigger] button.delete`)),

@@ -227,6 +227,78 @@ async function createTrigger(id, ev) {
   } catch (e) { showError("Create trigger failed: " + e.message); }
 }
 
+// --- history chart -----------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, text) {
+  const n = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+  if (text !== undefined) n.textContent = text;
+  return n;
+}
+
+function fieldValue(obj, field) {
+  let v = obj;
+  for (const part of field.split(".")) { if (v == null) return undefined; v = v[part]; }
+  return typeof v === "boolean" ? Number(v) : v;
+}
+
+async function drawChart(id, ev) {
+  ev.preventDefault();
+  showError("");
+  const alias = $("#chart-alias").value.trim(), field = $("#chart-field").value.trim();
+  const to = Date.now(), from = to - Number($("#chart-range").value);
+  const grouped = $("#chart-grouped").checked;
+  const query = { clause: { type: "withinTimeRange", lowerLimit: from, upperLimit: to }, grouped };
+  if (grouped) query.aggregations = [{ type: "MEAN", putAggregationInto: "mean", field, fieldType: "DECIMAL" }];
+  let points = [];
+  try {
+    const path = target(id) + "/states/aliases/" + encodeURIComponent(alias) + "/query";
+    const headers = { Authorization: "Bearer " + session.token, "Content-Type": "application/vnd.kii.TraitStateQueryRequest+json" };
+    let key = "";
+    for (let page = 0; page < 20; page++) {
+      const body = { query, bestEffortLimit: 1000 };
+      if (key) body.paginationKey = key;
+      const r = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(r.status + " " + (data.errorCode || "") + ": " + (data.message || ""));
+      if (grouped) {
+        for (const g of data.groupedResults || []) {
+          const a = (g.aggregations || [])[0];
+          if (a && a.value != null) points.push([g.range.from, a.value]);
+        }
+      } else {
+        for (const o of data.results || []) {
+          const v = fieldValue(o, field);
+          if (typeof v === "number") points.push([o._created, v]);
+        }
+      }
+      key = data.nextPaginationKey || "";
+      if (!key) break;
+    }
+  } catch (e) { showError("History: " + e.message); return; }
+  points.sort((a, b) => a[0] - b[0]);
+  plot($("#chart"), points, from, to, alias + "." + field + (grouped ? " (mean)" : ""));
+}
+
+function plot(box, points, from, to, label) {
+  box.textContent = "";
+  if (points.length === 0) { box.append(el("p", { class: "muted" }, "no values of " + label + " in this range")); return; }
+  const W = 900, H = 220, L = 50, R = 10, T = 10, B = 30;
+  let lo = Math.min(...points.map((p) => p[1])), hi = Math.max(...points.map((p) => p[1]));
+  if (lo === hi) { lo -= 1; hi += 1; }
+  const x = (t) => L + ((t - from) / (to - from)) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": label });
+  s.append(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }), svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
+  for (const v of [lo, (lo + hi) / 2, hi]) s.append(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, +v.toFixed(2)));
+  for (const t of [from, (from + to) / 2, to]) s.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, new Date(t).toLocaleTimeString()));
+  s.append(svg("polyline", { points: points.map((p) => x(p[0]) + "," + y(p[1])).join(" "), class: "line" }));
+  for (const p of points.length <= 200 ? points : []) s.append(svg("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.5, class: "dot" }));
+  box.append(el("p", { class: "muted", id: "chart-label" }, label + ": " + points.length + " values"), s);
+}
+
 let sentID = "";
 
 async function pollSent(id) {
@@ -279,6 +351,8 @@ async function showThing(id) {
   timers.push(setInterval(() => { loadCommands(id); pollSent(id); }, 1000));
   $("#command-form").onsubmit = (ev) => sendCommand(id, ev);
   $("#trigger-form").onsubmit = (ev) => createTrigger(id, ev);
+  $("#chart-form").onsubmit = (ev) => drawChart(id, ev);
+  $("#chart").textContent = "";
   loadTriggers(id);
   inspect("thing=" + encodeURIComponent(id), $("#inspector-thing"), $("#inspect-status"), () => { loadCommands(id); pollSent(id); });
 }
