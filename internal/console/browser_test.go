@@ -194,6 +194,12 @@ func TestBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#chart-grouped")),
 		chromedp.Click(chromedp.CSS("#chart-draw")),
 		poll(`document.querySelector("#chart-label")?.textContent.startsWith("LampAlias.brightness: ")`))
+	// The inspector's filter picks the command's packets out of the state
+	// uploads.
+	step(t, ctx, "inspector filter",
+		chromedp.SendKeys(chromedp.CSS("#inspect-filter"), "PUSH PUBACK action-results"),
+		poll(`[...document.querySelectorAll("#inspector-thing .ev")].every((r) => r.hidden === !(r.dataset.kind === "PUSH" || r.dataset.kind === "PUBACK" || r.textContent.includes("action-results")))`),
+		poll(`[...document.querySelectorAll("#inspector-thing .ev")].filter((r) => !r.hidden).length === 3`))
 	screenshot(t, ctx, "thing")
 	step(t, ctx, "delete trigger",
 		chromedp.Click(chromedp.CSS(`#triggers tr[data-trigger] button.delete`)),

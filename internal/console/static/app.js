@@ -340,6 +340,8 @@ function formChanged() {
 async function showThing(id) {
   $("#thing-id").textContent = id;
   $("#inspector-thing").textContent = "";
+  $("#inspect-filter").value = "";
+  delete $("#inspector-thing").dataset.filter;
   sentID = "";
   $("#sent-id").textContent = "none";
   $("#sent-state").textContent = "";
@@ -372,6 +374,20 @@ function describe(e) {
   return parts.join(" · ");
 }
 
+// shown reports whether an inspector row passes the filter of its box
+// (any of the space-separated words, case-insensitive).
+function shown(box, row) {
+  const f = box.dataset.filter || "";
+  if (!f) return true;
+  const text = row.textContent.toLowerCase();
+  return f.split(/\s+/).some((w) => w && text.includes(w));
+}
+
+function refilter(box, value) {
+  box.dataset.filter = value.trim().toLowerCase();
+  for (const row of box.children) row.hidden = !shown(box, row);
+}
+
 function addEvent(box, e) {
   const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
   const row = el("div", { class: "ev " + e.kind, "data-kind": e.kind },
@@ -379,6 +395,7 @@ function addEvent(box, e) {
     el("span", { class: "k" }, e.kind), " ", describe(e));
   if (e.body) row.append("\n", el("span", { class: "b" }, "  ▸ " + e.body));
   if (e.answer) row.append("\n", el("span", { class: "b" }, "  ◂ " + e.answer));
+  row.hidden = !shown(box, row);
   box.append(row);
   while (box.childElementCount > 2000) box.firstElementChild.remove();
   if (atBottom) box.scrollTop = box.scrollHeight;
@@ -464,6 +481,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#signout").addEventListener("click", signOut);
   $("#more").addEventListener("click", () => loadThings(true));
   $("#filter").addEventListener("input", filterThings);
+  $("#inspect-filter").addEventListener("input", (ev) => refilter($("#inspector-thing"), ev.target.value));
+  $("#inspect-clear").addEventListener("click", () => { $("#inspector-thing").textContent = ""; });
   $("#open-form").addEventListener("submit", (ev) => { ev.preventDefault(); openThing($("#open-id").value.trim()); });
   window.addEventListener("hashchange", route);
   route();
