@@ -140,6 +140,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#inspect-status[data-live="1"]`)))
 	// The state the simulated thing keeps uploading shows, and so do its
 	// uploads in the inspector.
+	step(t, ctx, "online", chromedp.WaitVisible(chromedp.CSS(`#thing-online[data-state="online"]`)))
 	step(t, ctx, "state and uploads",
 		poll(`document.querySelector("#state").textContent.includes("brightness")`),
 		chromedp.WaitVisible(chromedp.CSS(`#inspector-thing .ev.REQUEST`)))

@@ -42,6 +42,10 @@ type Config struct {
 	API http.Handler
 	// Tap is where the brokers describe their traffic.
 	Tap *broker.Tap
+	// Subscribed, if set, counts a thing's API broker connections that
+	// commands are pushed to (broker.API.Subscribed), for
+	// GET /console/api/connection.
+	Subscribed func(thingID string) int
 	// Logger receives the console's logs. If nil, logs are discarded.
 	Logger *slog.Logger
 	// Buffer is the number of events held per inspector stream for a slow
@@ -102,12 +106,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == Prefix:
 		http.Redirect(w, r, Prefix+"/", http.StatusMovedPermanently)
-	case r.URL.Path == Prefix+"/api/inspect":
+	case r.URL.Path == Prefix+"/api/inspect" || r.URL.Path == Prefix+"/api/connection":
 		if r.Method != http.MethodGet {
 			h.cfg.API.ServeHTTP(w, r) // the API's 404/405 answer
 			return
 		}
-		h.inspect(w, r)
+		f, ok := h.authorize(w, r)
+		if !ok {
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/connection") {
+			h.connection(w, f)
+			return
+		}
+		h.stream(w, r, f)
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		h.cfg.API.ServeHTTP(w, r)
 	default:
@@ -116,12 +128,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// inspect streams the events of one thing (?app=APP&thing=ID) or of the
-// app's onboarding broker (?app=APP&broker=onboarding) as Server-Sent
-// Events: one "event: mqtt" per broker event, its data the JSON of a
-// broker.Event, and an "event: dropped" with the count whenever events were
-// lost to a slow reader.
-func (h *Handler) inspect(w http.ResponseWriter, r *http.Request) {
+// authorize reads what the request asks to see, one thing
+// (?app=APP&thing=ID) or the app's onboarding broker
+// (?app=APP&broker=onboarding), and asks the API whether the request's
+// token may see it. If not, it has answered, and reports false.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) (broker.Filter, bool) {
 	q := r.URL.Query()
 	app, thing, brk := q.Get("app"), q.Get("thing"), q.Get("broker")
 	f := broker.Filter{AppID: app}
@@ -129,7 +140,7 @@ func (h *Handler) inspect(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case app == "" || strings.ContainsAny(app, "/?#"):
 		httpapi.WriteMalformedRequest(w, errors.New("app is required"))
-		return
+		return f, false
 	case brk == broker.TapOnboarding && thing == "":
 		f.Broker = broker.TapOnboarding
 		check = "/thing-if/apps/" + url.PathEscape(app) + "/things?bestEffortLimit=1"
@@ -138,13 +149,13 @@ func (h *Handler) inspect(w http.ResponseWriter, r *http.Request) {
 		check = "/thing-if/apps/" + url.PathEscape(app) + "/things/" + url.PathEscape(thing)
 	default:
 		httpapi.WriteMalformedRequest(w, errors.New("give thing=ID, or broker=onboarding"))
-		return
+		return f, false
 	}
 	// Ask the API, with the caller's own token, whether it may see this.
 	probe, err := http.NewRequestWithContext(r.Context(), http.MethodGet, check, nil)
 	if err != nil {
 		httpapi.WriteMalformedRequest(w, err)
-		return
+		return f, false
 	}
 	probe.Header.Set("Authorization", r.Header.Get("Authorization"))
 	probe.RemoteAddr = r.RemoteAddr
@@ -156,7 +167,7 @@ func (h *Handler) inspect(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(rec.Code)
 		w.Write(rec.Body.Bytes())
-		return
+		return f, false
 	}
 	if f.Broker == broker.TapAPI {
 		var t struct {
@@ -165,15 +176,32 @@ func (h *Handler) inspect(w http.ResponseWriter, r *http.Request) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &t); err != nil || t.ThingID == "" {
 			h.cfg.Logger.Error("inspect: read thing", "error", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)
-			return
+			return f, false
 		}
 		f.ThingID = t.ThingID
 	}
-	h.stream(w, r, f)
+	return f, true
 }
 
-// stream writes the watcher's events until the browser goes or the server
-// stops.
+// connection answers {"subscribed":N}: how many of the thing's API broker
+// connections commands are pushed to now (null if unknown).
+func (h *Handler) connection(w http.ResponseWriter, f broker.Filter) {
+	var out struct {
+		Subscribed *int `json:"subscribed"`
+	}
+	if h.cfg.Subscribed != nil && f.ThingID != "" {
+		n := h.cfg.Subscribed(f.ThingID)
+		out.Subscribed = &n
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(out)
+}
+
+// stream writes the events the filter selects as Server-Sent Events until
+// the browser goes or the server stops: one "event: mqtt" per broker
+// event, its data the JSON of a broker.Event, and an "event: dropped" with
+// the count whenever events were lost to a slow reader.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request, f broker.Filter) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")

@@ -351,3 +351,40 @@ func TestCloseEndsStreams(t *testing.T) {
 		t.Logf("stream ended with %v", err)
 	}
 }
+
+// TestConnection: GET /console/api/connection says whether a thing is
+// subscribed on the API broker, to those the API lets see the thing.
+func TestConnection(t *testing.T) {
+	s := startServer(t)
+	admin := adminToken(t, s)
+	user, _ := userToken(t, s, admin, "dave")
+	th := simulatedThing(t, s, "lamp-conn")
+	path := "/console/api/connection?app=" + appID + "&thing=" + th.ThingID()
+	subscribed := func() int {
+		var c struct{ Subscribed *int }
+		if st := call(t, s, "GET", path, admin, nil, &c); st != 200 || c.Subscribed == nil {
+			t.Fatalf("connection: status %d, %+v", st, c)
+		}
+		return *c.Subscribed
+	}
+	await := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(waitFor)
+		for subscribed() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("subscribed=%d, want %d", subscribed(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	await(1)
+	if got, want := call(t, s, "GET", path, user, nil, nil), 403; got != want {
+		t.Errorf("another user: status %d, want %d", got, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := th.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	await(0)
+}

@@ -354,7 +354,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("http handler: %w", err)
 	}
 	ref.h = s.metrics.instrument("mqtt", s.handler)
-	s.console, err = console.New(console.Config{API: s.handler, Tap: bcfg.Tap, Logger: s.log.With("component", "console")})
+	s.console, err = console.New(console.Config{API: s.handler, Tap: bcfg.Tap, Subscribed: s.api.Subscribed, Logger: s.log.With("component", "console")})
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}

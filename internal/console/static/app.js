@@ -172,6 +172,18 @@ async function loadState(id) {
   }
 }
 
+async function loadConnection(id) {
+  const n = $("#thing-online");
+  try {
+    const r = await fetch("/console/api/connection?app=" + encodeURIComponent(session.app) + "&thing=" + encodeURIComponent(id),
+      { headers: { Authorization: "Bearer " + session.token } });
+    const c = await r.json();
+    if (!r.ok || c.subscribed == null) { n.textContent = "unknown"; n.dataset.state = "unknown"; return; }
+    n.textContent = c.subscribed > 0 ? "online, " + c.subscribed + (c.subscribed === 1 ? " connection" : " connections") + " subscribed to its commands" : "offline";
+    n.dataset.state = c.subscribed > 0 ? "online" : "offline";
+  } catch (_) { n.textContent = "unknown"; n.dataset.state = "unknown"; }
+}
+
 async function loadCommands(id) {
   try {
     const page = await api("GET", target(id) + "/commands?bestEffortLimit=20");
@@ -349,7 +361,8 @@ async function showThing(id) {
   try { t = await loadInfo(id); } catch (e) { showError(e.message); return; }
   id = t.thingID;
   loadState(id); loadCommands(id);
-  timers.push(setInterval(() => loadState(id), 2000));
+  loadConnection(id);
+  timers.push(setInterval(() => { loadState(id); loadConnection(id); }, 2000));
   timers.push(setInterval(() => { loadCommands(id); pollSent(id); }, 1000));
   $("#command-form").onsubmit = (ev) => sendCommand(id, ev);
   $("#trigger-form").onsubmit = (ev) => createTrigger(id, ev);
