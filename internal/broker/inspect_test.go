@@ -163,3 +163,38 @@ func TestRedactBody(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkTap: the hooks' cost with nobody watching (the one check), and
+// the cost of describing a push to one watcher.
+func BenchmarkTap(b *testing.B) {
+	e := Event{Broker: TapAPI, AppID: "a", ThingID: "th.1", Kind: EventPuback}
+	b.Run("off", func(b *testing.B) {
+		tap := NewTap()
+		n := 0
+		for b.Loop() {
+			if tap.on() {
+				n++
+			}
+		}
+		if n != 0 {
+			b.Fatal("tap on")
+		}
+	})
+	b.Run("one watcher", func(b *testing.B) {
+		tap := NewTap()
+		w := tap.Watch(Filter{Broker: TapAPI, AppID: "a", ThingID: "th.1"}, 1024)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range w.Events() {
+			}
+		}()
+		for b.Loop() {
+			if tap.on() {
+				tap.publish(e)
+			}
+		}
+		w.Close()
+		<-done
+	})
+}
