@@ -636,7 +636,11 @@ func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error)
 		Created:     time.Now().Unix(),
 	}
 	if qos == 0 {
-		return 0, t.cl.WritePacket(pk)
+		err := t.cl.WritePacket(pk)
+		if tap := b.cfg.Tap; tap.on() {
+			tap.push(t.s.appID, t.s.thingID, t.cl, pk, c.ID, err)
+		}
+		return 0, err
 	}
 	// The window: the broker's, or the thing's MQTT 5 Receive Maximum
 	// (which mochi caps at the broker's).
@@ -649,7 +653,11 @@ func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error)
 		return qos, errInflightFull // the next PUBACK wakes the loop
 	}
 	pk.PacketID = id
-	if err := t.cl.WritePacket(pk); err != nil {
+	err := t.cl.WritePacket(pk)
+	if tap := b.cfg.Tap; tap.on() {
+		tap.push(t.s.appID, t.s.thingID, t.cl, pk, c.ID, err)
+	}
+	if err != nil {
 		t.s.forget(id)
 		return qos, err
 	}
@@ -701,6 +709,15 @@ func (h *apiHook) Provides(b byte) bool {
 // OnConnect checks the installation credentials, the endpoint's expiry and
 // the client ID.
 func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	err := h.connect(cl, pk)
+	if tap := h.b.cfg.Tap; tap.on() {
+		appID, thingID := h.b.sessionThing(cl)
+		tap.connect(TapAPI, appID, thingID, cl, pk, err)
+	}
+	return err
+}
+
+func (h *apiHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 	prepareSession(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
 	defer cancel()
@@ -754,6 +771,14 @@ func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
+// sessionThing returns the app and thing of an accepted connection.
+func (b *API) sessionThing(cl *mqtt.Client) (appID, thingID string) {
+	if s := b.sessions.get(cl); s != nil {
+		return s.appID, s.thingID
+	}
+	return "", ""
+}
+
 // OnConnectAuthenticate lets through the connections OnConnect accepted.
 func (h *apiHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	return h.b.sessions.get(cl) != nil
@@ -798,6 +823,9 @@ func (h *apiHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 		return pk, nil
 	}
 	if s := h.b.sessions.get(cl); s != nil {
+		if tap := h.b.cfg.Tap; tap.on() {
+			tap.puback(s.appID, s.thingID, cl, pk)
+		}
 		if known, full := s.ack(pk.PacketID); known {
 			h.b.wake(s.thingID, full, nil)
 		}
@@ -811,6 +839,9 @@ func (h *apiHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte)
 	s := h.b.sessions.get(cl)
 	if s == nil {
 		return
+	}
+	if tap := h.b.cfg.Tap; tap.on() {
+		tap.subscribe(TapAPI, s.appID, s.thingID, cl, pk, codes)
 	}
 	for i, f := range pk.Filters {
 		if f.Filter == s.mqttTopic && i < len(codes) && codes[i] <= 2 {
@@ -850,8 +881,11 @@ func (h *apiHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pac
 	return v3Connack(cl, pk)
 }
 
-func (h *apiHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (h *apiHook) OnDisconnect(cl *mqtt.Client, cause error, _ bool) {
 	if s := h.b.sessions.get(cl); s != nil {
+		if tap := h.b.cfg.Tap; tap.on() {
+			tap.disconnect(TapAPI, s.appID, s.thingID, cl, cause)
+		}
 		h.b.logins.untrack(s)
 		h.b.removeLive(cl, s)
 		// Acknowledged pushes the loop has not marked yet: mark them now,

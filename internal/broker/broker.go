@@ -63,6 +63,9 @@ type Config struct {
 	// MaxQueued bounds the packets mochi queues per client for writing. If
 	// zero, 64.
 	MaxQueued int32
+	// Tap, if set, receives a description of the packets of interest for
+	// the protocol inspector (inspect.go). Both brokers may share one.
+	Tap *Tap
 }
 
 // DefaultMaxConnsPerAddr is the default of Config.MaxConnsPerAddr: generous,
@@ -177,12 +180,20 @@ func serveRequest(c *Config, cl *mqtt.Client, pk packets.Packet, t codec.Topic, 
 	ctx = httpapi.WithCaller(ctx, caller)
 
 	w := codec.NewResponseWriter()
+	var hw http.ResponseWriter = w
 	req, err := codec.NewHTTPRequest(ctx, t, pk.Payload, c.Limits)
+	var tr *tapRequest
+	if c.Tap.on() {
+		tr, hw = startRequest(req, w)
+	}
 	if err != nil {
-		httpapi.WriteMalformedRequest(w, err)
+		httpapi.WriteMalformedRequest(hw, err)
 	} else {
 		req.RemoteAddr = cl.Net.Remote
-		c.Handler.ServeHTTP(w, req)
+		c.Handler.ServeHTTP(hw, req)
+	}
+	if tr != nil {
+		c.Tap.request(tr.event(tapBroker(caller), caller.AppID, caller.ThingID, cl, pk, req, w.Status()))
 	}
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
@@ -211,6 +222,14 @@ func serveRequest(c *Config, cl *mqtt.Client, pk packets.Packet, t codec.Topic, 
 		c.Logger.Debug("write answer", "client", cl.ID, "topic", pk.TopicName, "error", err)
 	}
 	return true
+}
+
+// tapBroker names the broker of a caller for the inspector.
+func tapBroker(c httpapi.Caller) string {
+	if c.Broker == httpapi.OnboardingBroker {
+		return TapOnboarding
+	}
+	return TapAPI
 }
 
 // minLevel drops records below a level.

@@ -160,6 +160,15 @@ func (h *onboardingHook) Provides(b byte) bool {
 
 // OnConnect authenticates the app and gives the connection its unique ID.
 func (h *onboardingHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	err := h.connect(cl, pk)
+	if tap := h.b.cfg.Tap; tap.on() {
+		appID, _, _ := parseAppCredentials(pk.Connect.Username, pk.Connect.Password)
+		tap.connect(TapOnboarding, appID, "", cl, pk, err)
+	}
+	return err
+}
+
+func (h *onboardingHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 	prepareSession(cl)
 	if pk.Connect.ClientIdentifier != AnonymousClientID {
 		return refuse(cl, RefuseClientID)
@@ -254,6 +263,11 @@ func (h *onboardingHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) pack
 	return v3Connack(cl, pk)
 }
 
-func (h *onboardingHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (h *onboardingHook) OnDisconnect(cl *mqtt.Client, cause error, _ bool) {
+	if s := h.b.sessions.get(cl); s != nil {
+		if tap := h.b.cfg.Tap; tap.on() {
+			tap.disconnect(TapOnboarding, s.appID, "", cl, cause)
+		}
+	}
 	h.b.sessions.delete(cl)
 }

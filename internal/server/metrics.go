@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingif/thingif/internal/console"
 	"github.com/thingif/thingif/internal/metrics"
 	"github.com/thingif/thingif/internal/sqlite"
 	"github.com/thingif/thingif/internal/store"
@@ -202,7 +203,8 @@ func (t timedStore) WriteStates(ctx context.Context, w store.StateWrite) error {
 	return t.Store.WriteStates(ctx, w)
 }
 
-// opsHandler serves /metrics, /healthz and /readyz in front of the API.
+// opsHandler serves /metrics, /healthz, /readyz and the console
+// (/console) in front of the API.
 // /healthz answers 200 while the process serves; /readyz answers 200 when
 // every listener is up and the store answers a read and takes writes, 503
 // with the reason otherwise (notReady).
@@ -210,6 +212,10 @@ func (s *Server) opsHandler(api http.Handler) http.Handler {
 	// A plain switch, not a ServeMux: a mux would redirect unclean paths,
 	// which the API answers itself (404).
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if console.Serves(r.URL.Path) {
+			s.console.ServeHTTP(w, r)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			api.ServeHTTP(w, r)
 			return

@@ -22,6 +22,7 @@ import (
 
 	"github.com/thingif/thingif/codec"
 	"github.com/thingif/thingif/internal/broker"
+	"github.com/thingif/thingif/internal/console"
 	"github.com/thingif/thingif/internal/httpapi"
 	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/secret"
@@ -208,6 +209,7 @@ type Server struct {
 	app appSide
 
 	metrics *serverMetrics
+	console *console.Handler // /console and its inspector stream
 	ready   atomic.Bool
 	// probe serialises /readyz's probe writes; probed is the last one's
 	// time (notReady).
@@ -322,6 +324,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		ConnectTimeout: lim.ConnectTimeout, WriteTimeout: lim.WriteTimeout, MaxPacketSize: lim.MaxPacketSize,
 		Limits:          codec.Limits{MaxHeaders: lim.MaxHeaders},
 		MaxConnsPerAddr: lim.MaxConnsPerAddr, MaxInflight: lim.MaxInflight,
+		Tap: broker.NewTap(),
 	}
 	s.api, err = broker.NewAPI(broker.APIConfig{Config: bcfg, Store: s.store, OnDelivered: s.metrics.delivered}, apiLns[:]...)
 	if err != nil {
@@ -351,6 +354,10 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("http handler: %w", err)
 	}
 	ref.h = s.metrics.instrument("mqtt", s.handler)
+	s.console, err = console.New(console.Config{API: s.handler, Tap: bcfg.Tap, Subscribed: s.api.Subscribed, Logger: s.log.With("component", "console")})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	s.onboard, err = broker.NewOnboarding(broker.OnboardingConfig{Config: bcfg, Store: s.store, Limiter: guard, Verifier: verify}, onboardLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding broker: %w", err)
@@ -426,6 +433,7 @@ func (s *Server) listenREST(name, addr string, tlsConf *tls.Config) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	hs.RegisterOnShutdown(s.console.Close) // its streams never end by themselves
 	s.rest = append(s.rest, hs)
 	go func() {
 		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
