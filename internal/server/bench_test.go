@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -133,7 +134,7 @@ func BenchmarkInstrument(b *testing.B) {
 		h    http.Handler
 	}{
 		{"bare", mux},
-		{"instrumented", newServerMetrics().instrument("mqtt", mux)},
+		{"instrumented", newServerMetrics(slog.New(slog.DiscardHandler)).instrument("mqtt", mux)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r, err := http.NewRequest("PUT", "/thing-if/apps/a/targets/thing:t/states", nil)
