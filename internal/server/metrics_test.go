@@ -3,9 +3,11 @@ package server
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -264,5 +266,69 @@ func TestMetricsLoopbackOnly(t *testing.T) {
 				t.Errorf("metrics leaked to %s", remote)
 			}
 		}
+	}
+}
+
+// TestInstrumentEvents: each request counts once under its labels, every
+// time (the second of each pair comes from the series cache), and the
+// onboarding and command events count only on their route, method and
+// status.
+func TestInstrumentEvents(t *testing.T) {
+	m := newServerMetrics(slog.New(slog.DiscardHandler))
+	mux := http.NewServeMux()
+	for _, p := range []string{
+		"/thing-if/apps/{app}/onboardings",
+		"/thing-if/apps/{app}/targets/{target}/commands",
+		"/thing-if/apps/{app}/targets/{target}/commands/{cid}/action-results",
+	} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			code, _ := strconv.Atoi(r.URL.Query().Get("status"))
+			w.WriteHeader(code)
+		})
+	}
+	h := m.instrument("rest", mux)
+	for _, req := range []struct{ method, path string }{
+		{"POST", "/thing-if/apps/a/onboardings?status=200"},
+		{"POST", "/thing-if/apps/a/onboardings?status=400"},
+		{"POST", "/thing-if/apps/a/targets/thing:t/commands?status=201"},
+		{"GET", "/thing-if/apps/a/targets/thing:t/commands?status=201"},
+		{"PUT", "/thing-if/apps/a/targets/thing:t/commands/c/action-results?status=204"},
+		{"PUT", "/thing-if/apps/a/targets/thing:t/commands/c/action-results?status=409"},
+		{"BREW", "/nowhere?status=404"},
+	} {
+		for range 2 {
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(req.method, req.path, nil))
+		}
+	}
+	gathered, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := map[string]*dto.MetricFamily{}
+	for _, f := range gathered {
+		fams[f.GetName()] = f
+	}
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"thingif_onboardings_total", []string{"transport", "rest"}, 2},
+		{"thingif_commands_total", []string{"event", "created"}, 2},
+		{"thingif_commands_total", []string{"event", "results"}, 2},
+		{"thingif_requests_total", []string{"route", "/thing-if/apps/{app}/onboardings", "status", "400"}, 2},
+		{"thingif_requests_total", []string{"route", "/thing-if/apps/{app}/targets/{target}/commands", "method", "GET", "status", "201"}, 2},
+		{"thingif_requests_total", []string{"route", "unmatched", "method", "other", "status", "404"}, 2},
+		{"thingif_request_duration_seconds", []string{"transport", "rest", "route", "/thing-if/apps/{app}/onboardings"}, 4},
+	} {
+		t.Run(tc.name+fmt.Sprint(tc.labels), func(t *testing.T) {
+			got, ok := sample(fams, tc.name, tc.labels...)
+			if !ok {
+				t.Fatalf("no %s%v sample", tc.name, tc.labels)
+			}
+			if got != tc.want {
+				t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+			}
+		})
 	}
 }
