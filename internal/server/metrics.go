@@ -4,79 +4,137 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/thingif/thingif/internal/console"
-	"github.com/thingif/thingif/internal/metrics"
 	"github.com/thingif/thingif/internal/sqlite"
 	"github.com/thingif/thingif/internal/store"
 	"github.com/thingif/thingif/internal/storecache"
 )
 
-// serverMetrics are the families the server records. Names follow
-// Prometheus conventions; every latency is in seconds.
+// serverMetrics are the families the server records, on a registry of its
+// own (never prometheus.DefaultRegisterer: a process may run several
+// servers, as the tests do). Names follow Prometheus conventions; every
+// latency is in seconds. The names, labels and help are those of the
+// hand-written registry this replaced: dashboards depend on them.
 type serverMetrics struct {
-	reg         *metrics.Registry
-	requests    *metrics.CounterVec   // transport, route, method, status
-	reqDuration *metrics.HistogramVec // transport, route
-	onboardings *metrics.CounterVec   // transport
-	commands    *metrics.CounterVec   // event
-	pushLatency *metrics.HistogramVec
-	storeOps    *metrics.HistogramVec // op
+	reg         *prometheus.Registry
+	handler     http.Handler             // serves reg
+	requests    *prometheus.CounterVec   // transport, route, method, status
+	reqDuration *prometheus.HistogramVec // transport, route
+	onboardings *prometheus.CounterVec   // transport
+	commands    *prometheus.CounterVec   // event
+	pushLatency prometheus.Histogram
+	storeOps    *prometheus.HistogramVec // op
 }
 
-func newServerMetrics() *serverMetrics {
-	r := metrics.New()
-	return &serverMetrics{
+// latencyBuckets are the histograms' buckets in seconds, from 100 µs to
+// 10 s: finer at the low end than prometheus.DefBuckets (5 ms first),
+// since a state upload's store write takes well under a millisecond.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}
+
+func newServerMetrics(log *slog.Logger) *serverMetrics {
+	r := prometheus.NewRegistry()
+	m := &serverMetrics{
 		reg: r,
-		requests: r.Counter("thingif_requests_total",
-			"Requests served by the thing-if API, by transport (rest or mqtt), route pattern, method and status.",
-			"transport", "route", "method", "status"),
-		reqDuration: r.Histogram("thingif_request_duration_seconds",
-			"Time in the thing-if API handler, by transport and route pattern.", nil, "transport", "route"),
-		onboardings: r.Counter("thingif_onboardings_total",
-			"Successful onboardings (200 answers to an onboardings route), by transport.", "transport"),
-		commands: r.Counter("thingif_commands_total",
-			"Command events: created (201 to POST commands), delivered (written to the thing and marked DELIVERED), results (action results accepted: DONE or INCOMPLETE).", "event"),
-		pushLatency: r.Histogram("thingif_command_push_seconds",
-			"Time from a command's creation to its being written to its thing.", nil),
-		storeOps: r.Histogram("thingif_store_seconds",
-			"Time of the store's hot operations, by operation.", nil, "op"),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingif_requests_total",
+			Help: "Requests served by the thing-if API, by transport (rest or mqtt), route pattern, method and status."},
+			[]string{"transport", "route", "method", "status"}),
+		reqDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "thingif_request_duration_seconds",
+			Help: "Time in the thing-if API handler, by transport and route pattern.", Buckets: latencyBuckets},
+			[]string{"transport", "route"}),
+		onboardings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingif_onboardings_total",
+			Help: "Successful onboardings (200 answers to an onboardings route), by transport."},
+			[]string{"transport"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "thingif_commands_total",
+			Help: "Command events: created (201 to POST commands), delivered (written to the thing and marked DELIVERED), results (action results accepted: DONE or INCOMPLETE)."},
+			[]string{"event"}),
+		pushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "thingif_command_push_seconds",
+			Help: "Time from a command's creation to its being written to its thing.", Buckets: latencyBuckets}),
+		storeOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "thingif_store_seconds",
+			Help: "Time of the store's hot operations, by operation.", Buckets: latencyBuckets},
+			[]string{"op"}),
 	}
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.requests, m.reqDuration, m.onboardings, m.commands, m.pushLatency, m.storeOps)
+	// ContinueOnError: a collector that fails (say /proc unreadable) costs
+	// its own samples, logged, not the whole page; a scrape never gets a 5xx.
+	m.handler = promhttp.HandlerFor(r, promhttp.HandlerOpts{ErrorLog: promLog{log}, ErrorHandling: promhttp.ContinueOnError})
+	return m
+}
+
+// promLog passes promhttp's errors to slog.
+type promLog struct{ log *slog.Logger }
+
+func (l promLog) Println(v ...any) {
+	l.log.Error("serve /metrics", "error", strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
 }
 
 // addBrokerGauges publishes the brokers' connection counts.
 func (m *serverMetrics) addBrokerGauges(s *Server) {
-	m.reg.GaugeFunc("thingif_api_broker_connections", "Clients connected to the API broker.",
-		func() float64 { return float64(s.api.Connections()) })
-	m.reg.GaugeFunc("thingif_onboarding_broker_connections", "Clients connected to the onboarding broker.",
-		func() float64 { return float64(s.onboard.Connections()) })
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingif_api_broker_connections", Help: "Clients connected to the API broker."},
+			func() float64 { return float64(s.api.Connections()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingif_onboarding_broker_connections", Help: "Clients connected to the onboarding broker."},
+			func() float64 { return float64(s.onboard.Connections()) }))
 }
 
 // addStoreCounters publishes the store's group commit and cache counters.
 func (m *serverMetrics) addStoreCounters(db *sqlite.DB, c *storecache.Store) {
-	m.reg.CounterFunc("thingif_store_writes_total",
-		"Store writes, and the transactions that committed them (group commit: writes per transaction is the mean batch).", "kind",
-		func() map[string]uint64 {
-			ws := db.WriteStats()
-			return map[string]uint64{"write": ws.Writes, "transaction": ws.Transactions}
-		})
-	m.reg.CounterFunc("thingif_store_cache_lookups_total",
-		"Lookups of the in-memory store cache, by table and result.", "lookup",
-		func() map[string]uint64 {
-			in, tok, th, trs := c.Stats()
-			return map[string]uint64{
-				"installation_hit": in.Hits, "installation_miss": in.Misses,
-				"token_hit": tok.Hits, "token_miss": tok.Misses,
-				"thing_hit": th.Hits, "thing_miss": th.Misses,
-				"state_triggers_hit": trs.Hits, "state_triggers_miss": trs.Misses,
-			}
-		})
+	m.reg.MustRegister(
+		newCounterFunc("thingif_store_writes_total",
+			"Store writes, and the transactions that committed them (group commit: writes per transaction is the mean batch).", "kind",
+			func() map[string]uint64 {
+				ws := db.WriteStats()
+				return map[string]uint64{"write": ws.Writes, "transaction": ws.Transactions}
+			}),
+		newCounterFunc("thingif_store_cache_lookups_total",
+			"Lookups of the in-memory store cache, by table and result.", "lookup",
+			func() map[string]uint64 {
+				in, tok, th, trs := c.Stats()
+				return map[string]uint64{
+					"installation_hit": in.Hits, "installation_miss": in.Misses,
+					"token_hit": tok.Hits, "token_miss": tok.Misses,
+					"thing_hit": th.Hits, "thing_miss": th.Misses,
+					"state_triggers_hit": trs.Hits, "state_triggers_miss": trs.Misses,
+				}
+			}))
+}
+
+// counterFunc is a counter family with one label whose samples are read
+// from counts kept elsewhere (the store's own atomics) at each scrape, so
+// that the store needs no Prometheus types and its hot path no second
+// count.
+type counterFunc struct {
+	desc *prometheus.Desc
+	f    func() map[string]uint64
+}
+
+// newCounterFunc declares the family; f must be cheap, safe for
+// concurrent use, and its counts must only grow.
+func newCounterFunc(name, help, label string, f func() map[string]uint64) counterFunc {
+	return counterFunc{desc: prometheus.NewDesc(name, help, []string{label}, nil), f: f}
+}
+
+// Describe implements prometheus.Collector.
+func (c counterFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c counterFunc) Collect(ch chan<- prometheus.Metric) {
+	for v, n := range c.f() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), v)
+	}
 }
 
 // statusWriter remembers the status a handler wrote.
@@ -106,6 +164,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // the ServeMux pattern that matched (set on the request by the mux), so its
 // values are bounded by the route table, never by client input.
 func (m *serverMetrics) instrument(transport string, h http.Handler) http.Handler {
+	c := &seriesCache{m: m, transport: transport, series: map[seriesKey]*requestSeries{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -124,24 +183,74 @@ func (m *serverMetrics) instrument(transport string, h http.Handler) http.Handle
 		default:
 			method = "other"
 		}
-		m.requests.With(transport, route, method, strconv.Itoa(status)).Inc()
-		m.reqDuration.With(transport, route).ObserveDuration(time.Since(start))
-		switch {
-		case status == http.StatusOK && strings.HasSuffix(route, "/onboardings"):
-			m.onboardings.With(transport).Inc()
-		case status == http.StatusCreated && method == "POST" && strings.HasSuffix(route, "/commands"):
-			m.commands.With("created").Inc()
-		case status < 300 && method == "PUT" && strings.HasSuffix(route, "/action-results"):
-			m.commands.With("results").Inc()
+		s := c.get(seriesKey{route, method, status})
+		s.requests.Inc()
+		s.duration.Observe(time.Since(start).Seconds())
+		if s.event != nil {
+			s.event.Inc()
 		}
 	})
 }
 
+// seriesKey is one label combination of a transport's requests.
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+// requestSeries are the series one request updates.
+type requestSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+	event    prometheus.Counter // an onboarding or command event, or nil
+}
+
+// seriesCache keeps a transport's requestSeries by label combination, so
+// that a request costs one map lookup instead of the client's label
+// hashing and checking for each family (a third of the instrumentation's
+// time in BenchmarkInstrument). Its size is bounded like the labels: by
+// the route table, the methods and the statuses.
+type seriesCache struct {
+	m         *serverMetrics
+	transport string
+	mu        sync.RWMutex
+	series    map[seriesKey]*requestSeries
+}
+
+func (c *seriesCache) get(k seriesKey) *requestSeries {
+	c.mu.RLock()
+	s := c.series[k]
+	c.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m := c.m
+	s = &requestSeries{
+		requests: m.requests.WithLabelValues(c.transport, k.route, k.method, strconv.Itoa(k.status)),
+		duration: m.reqDuration.WithLabelValues(c.transport, k.route),
+	}
+	switch {
+	case k.status == http.StatusOK && strings.HasSuffix(k.route, "/onboardings"):
+		s.event = m.onboardings.WithLabelValues(c.transport)
+	case k.status == http.StatusCreated && k.method == "POST" && strings.HasSuffix(k.route, "/commands"):
+		s.event = m.commands.WithLabelValues("created")
+	case k.status < 300 && k.method == "PUT" && strings.HasSuffix(k.route, "/action-results"):
+		s.event = m.commands.WithLabelValues("results")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.series[k]; old != nil {
+		return old
+	}
+	c.series[k] = s
+	return s
+}
+
 // delivered is the API broker's OnDelivered.
 func (m *serverMetrics) delivered(c store.Command, at time.Time) {
-	m.commands.With("delivered").Inc()
+	m.commands.WithLabelValues("delivered").Inc()
 	if !c.CreatedAt.IsZero() {
-		m.pushLatency.With().ObserveDuration(at.Sub(c.CreatedAt))
+		m.pushLatency.Observe(at.Sub(c.CreatedAt).Seconds())
 	}
 }
 
@@ -154,7 +263,7 @@ type timedStore struct {
 }
 
 func (t timedStore) since(op string, start time.Time) {
-	t.m.storeOps.With(op).ObserveDuration(time.Since(start))
+	t.m.storeOps.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
 func (t timedStore) InstallationByUsername(ctx context.Context, username string) (store.Installation, error) {
@@ -226,7 +335,7 @@ func (s *Server) opsHandler(api http.Handler) http.Handler {
 				api.ServeHTTP(w, r)
 				return
 			}
-			s.metrics.reg.ServeHTTP(w, r)
+			s.metrics.handler.ServeHTTP(w, r)
 		case "/healthz":
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.Write([]byte("ok\n"))

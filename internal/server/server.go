@@ -233,7 +233,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s = &Server{cfg: cfg, log: cfg.Logger, metrics: newServerMetrics()}
+	s = &Server{cfg: cfg, log: cfg.Logger, metrics: newServerMetrics(cfg.Logger)}
 	// Every error return below sets s to nil: the cleanup works on srv.
 	// Close undoes whatever was started, so that a failed New leaves no
 	// listener, goroutine, open store or lock behind.
