@@ -2,39 +2,18 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/thingif/thingif/internal/secret"
-	"github.com/thingif/thingif/internal/server"
 )
 
 // TestAppSideCLI drives the app-side subcommands against a real server in
 // process: a user, a command, its listing, the state and its history, and
 // the life of a trigger.
 func TestAppSideCLI(t *testing.T) {
-	cfg := server.Config{
-		DataDir: t.TempDir(), Apps: []server.AppCredential{{ID: "cliapp", Key: "cli-key"}}, PublicHost: "127.0.0.1",
-		MQTTTCP: "127.0.0.1:0", HTTP: "127.0.0.1:0",
-		PasswordCost: secret.Cost{Time: 1, Memory: 64, Threads: 1},
-	}
-	srv, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Close(ctx)
-	})
-	t.Setenv("THINGIF_SERVER", fmt.Sprintf("http://127.0.0.1:%d", srv.Port("http")))
-	t.Setenv("THINGIF_APP_ID", "cliapp")
+	srv := cliServer(t)
 	t.Setenv("THINGIF_APP_KEY", "cli-key")
-	t.Setenv("THINGIF_TOKEN", "")
 
 	cli := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
