@@ -511,6 +511,10 @@ func TestPushHandsOverWithoutScan(t *testing.T) {
 	if tok := c.Subscribe(f.inst.MQTTTopic, 1, nil); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
 		t.Fatal("subscribe")
 	}
+	// The client has the SUBACK before the broker's hook for it has run; a
+	// Push in between finds no live connection and leaves the command to
+	// the subscription's scan (a loaded machine made that happen once).
+	waitSynced(t, f.api, f.thing.ID)
 	receive := func(want string) {
 		t.Helper()
 		select {
@@ -612,4 +616,22 @@ func TestSubscribeSkipsScanWhenIdle(t *testing.T) {
 		t.Fatal("a command created while the thing was away was not pushed on SUBSCRIBE")
 	}
 	waitScans(1)
+}
+
+// waitSynced waits until the broker has taken the thing's subscription in
+// (live, and synced: its next command is pushed as handed over).
+func waitSynced(t *testing.T, b *API, thingID string) {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		_, synced := b.synced[thingID]
+		live := len(b.live[thingID])
+		b.mu.Unlock()
+		if synced && live > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thing %s not synced after its SUBACK (live %d)", thingID, live)
+		}
+	}
 }
