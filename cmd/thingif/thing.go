@@ -119,6 +119,7 @@ func thingRun(fs *flagSet) action {
 	failMessage := fs.String("fail-message", "simulated failure", "errorMessage of failed actions")
 	stateEvery := fs.Duration("state-interval", 10*time.Second, "upload a state this often (0: never)")
 	stateJSON := fs.String("state", "", "state `JSON` object to upload (default: {\"power\":…,\"uptime\":seconds})")
+	trait := fs.String("trait", "", "upload the state in the trait form, as this `alias` ({\"ALIAS\":{…}}, application/vnd.kii.MultipleTraitState+json), so that history queries and STATES triggers on the alias see it (default: the v1 form)")
 	return func(ctx context.Context, s stdio, _ []string) error {
 		stdout, stderr := s.out, s.err
 		cfg, err := f.config(stderr)
@@ -193,7 +194,11 @@ func thingRun(fs *flagSet) action {
 					outMu.Unlock()
 				}
 				sctx, cancel := context.WithTimeout(ctx, *stateEvery)
-				if err := c.PutState(sctx, state); err != nil && ctx.Err() == nil {
+				put := func() error { return c.PutState(sctx, state) }
+				if *trait != "" {
+					put = func() error { return c.PutTraitState(sctx, map[string]any{*trait: state}) }
+				}
+				if err := put(); err != nil && ctx.Err() == nil {
 					cfg.Logger.Warn("state upload failed", "error", err)
 				}
 				cancel()

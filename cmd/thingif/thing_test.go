@@ -115,9 +115,11 @@ func TestThingRun(t *testing.T) {
 		name  string
 		flags []string
 		want  string
+		alias string // --trait: the state is uploaded under this alias
 	}{
-		{"success", nil, "DONE"},
-		{"failure", []string{"--fail"}, "INCOMPLETE"},
+		{"success", nil, "DONE", ""},
+		{"failure", []string{"--fail"}, "INCOMPLETE", ""},
+		{"trait", []string{"--trait", "AirConditionerAlias"}, "DONE", "AirConditionerAlias"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -165,6 +167,12 @@ func TestThingRun(t *testing.T) {
 			}
 			sendAndCheck(s, admin)
 			awaitState(t, s, admin, thingID, map[bool]string{true: `"power":false`, false: `"power":true`}[tc.want == "DONE"])
+			if tc.alias != "" {
+				var raw json.RawMessage
+				if st := restCall(t, s, "GET", "/thing-if/apps/"+thingTestApp+"/targets/thing:"+thingID+"/states/aliases/"+tc.alias, admin, "", &raw); st != 200 || !strings.Contains(string(raw), `"power":false`) {
+					t.Fatalf("state of alias %s: %d %s, want the uploaded state", tc.alias, st, raw)
+				}
+			}
 
 			// Restart the server on the same ports and data dir.
 			s.Close(context.Background())
