@@ -464,15 +464,7 @@ func TestServeFromConfigFile(t *testing.T) {
 	if addr, _ := rec["http"].(string); !strings.HasPrefix(addr, "127.0.0.1:") || addr == "127.0.0.1:0" {
 		t.Errorf("ready line http=%v, want a bound 127.0.0.1 port: %s", rec["http"], ready)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stopServe(t, cancel, done)
 	if strings.Contains(out.String(), "APP_ID=") {
 		t.Errorf("development app printed although the file names an app:\n%s", out.String())
 	}

@@ -73,15 +73,7 @@ func TestServeZeroConfigInProcess(t *testing.T) {
 			t.Errorf("ready line lacks %s: %s", name, ready)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stopServe(t, cancel, done)
 	if !strings.Contains(out.String(), "APP_ID=") || !strings.Contains(out.String(), "mosquitto_rr") {
 		t.Fatalf("no development app printed:\n%s", out.String())
 	}
@@ -92,6 +84,34 @@ func TestServeZeroConfigInProcess(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "tls/key.pem")); err == nil && fi.Mode().Perm() != 0o600 {
 		t.Errorf("key.pem mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// scanLines sends each line read from r, with its newline, until r ends.
+func scanLines(r io.Reader) <-chan []byte {
+	ch := make(chan []byte, 1024)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			ch <- append(sc.Bytes(), '\n')
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+// stopServe cancels a serve running in a goroutine and waits for it to
+// return nil on done.
+func stopServe(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
 	}
 }
 
@@ -131,14 +151,7 @@ func TestServeSignals(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			ch := make(chan []byte, 1024)
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					ch <- append(sc.Bytes(), '\n')
-				}
-				close(ch)
-			}()
+			ch := scanLines(stderr)
 			waitReady(t, ch)
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
@@ -213,14 +226,7 @@ func TestServeStartFailure(t *testing.T) {
 		first.Process.Signal(syscall.SIGTERM)
 		first.Wait()
 	}()
-	ch := make(chan []byte, 1024)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			ch <- append(sc.Bytes(), '\n')
-		}
-		close(ch)
-	}()
+	ch := scanLines(stderr)
 	waitReady(t, ch)
 	go func() {
 		for range ch {
