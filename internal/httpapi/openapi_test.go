@@ -163,7 +163,7 @@ func TestOpenAPIOperationIDs(t *testing.T) {
 	}
 	for name, ops := range names {
 		if len(ops) != 1 {
-			continue // writeStates (PUT and PATCH), getVendorThingID (two paths)
+			continue // writeStates (PUT and PATCH), putVendorThingID (two paths)
 		}
 		if got := ids[ops[0]]; got != name {
 			t.Errorf("%s: operationId %q, want its handler's name %q", ops[0], got, name)

@@ -39,7 +39,7 @@ func (h *Handler) routeTable() []route {
 		// Kii's SDKs call the vendor-thing-id API under /api/apps (Kii
 		// Cloud's thing API); it is under /thing-if/apps below too.
 		{apiPrefix + "/things/{thing}/vendor-thing-id", methods{
-			http.MethodGet: h.getVendorThingID,
+			http.MethodGet: h.getThingField(vendorThingIDField),
 			http.MethodPut: h.putVendorThingID,
 		}},
 
@@ -83,7 +83,7 @@ func (h *Handler) routeTable() []route {
 			http.MethodPut: h.putThingField(thingTypeField),
 		}},
 		{thingPrefix + "/vendor-thing-id", methods{
-			http.MethodGet: h.getVendorThingID,
+			http.MethodGet: h.getThingField(vendorThingIDField),
 			http.MethodPut: h.putVendorThingID,
 		}},
 		{thingPrefix + "/properties", methods{

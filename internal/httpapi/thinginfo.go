@@ -214,25 +214,6 @@ func (h *Handler) putThingProperties(w http.ResponseWriter, r *http.Request) err
 // …/things/{thingID}/vendor-thing-id, lower case.
 const mediaVendorThingIDUpdate = "application/vnd.kii.vendorthingidupdaterequest+json"
 
-// getVendorThingID answers {"_vendorThingID":"…"} to the thing itself, its
-// owner or the app admin (those who may read its firmware version). Kii's
-// SDKs call it at /api/apps/{app}/things/{thingID}/vendor-thing-id; it is
-// served under /thing-if/apps/{app}/ too.
-func (h *Handler) getVendorThingID(w http.ResponseWriter, r *http.Request) error {
-	p, err := h.principal(r)
-	if err != nil {
-		return err
-	}
-	t, err := h.loadThing(r.Context(), p, r.PathValue("thing"), errThingNotFound)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, struct {
-		VendorThingID string `json:"_vendorThingID"`
-	}{t.VendorThingID})
-	return nil
-}
-
 // putVendorThingID changes the thing's vendorThingID and, when _password is
 // given, its password, from {"_vendorThingID":"…","_password":"…"}. A
 // vendorThingID another thing of the app has is 409 THING_ALREADY_EXISTS.

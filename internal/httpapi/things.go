@@ -9,7 +9,8 @@ import (
 )
 
 // thingField is a single string field of a thing with its own endpoint
-// under /things/{thingID}: firmware-version and thing-type.
+// under /things/{thingID}: firmware-version, thing-type, and (read only)
+// vendor-thing-id.
 type thingField struct {
 	name     string // JSON field name
 	media    string // the PUT media type, lower case
@@ -25,6 +26,16 @@ var (
 		notFound: errFirmwareVersionNotFound,
 		get:      func(t store.Thing) string { return t.FirmwareVersion },
 		set:      func(t *store.Thing, v string) { t.FirmwareVersion = v },
+	}
+	// vendorThingIDField is read here; it is written by putVendorThingID,
+	// which also takes a password and answers a taken ID. A thing always
+	// has one, so notFound is never answered. Kii's SDKs call it at
+	// /api/apps/{app}/things/{thingID}/vendor-thing-id; it is served under
+	// /thing-if/apps/{app}/ too.
+	vendorThingIDField = thingField{
+		name:     "_vendorThingID",
+		notFound: errThingNotFound,
+		get:      func(t store.Thing) string { return t.VendorThingID },
 	}
 	thingTypeField = thingField{
 		name:     "thingType",
