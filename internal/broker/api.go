@@ -3,15 +3,13 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/thingif/thingif/codec"
+	"github.com/thingif/thingif/internal/endpoint"
 	"github.com/thingif/thingif/internal/httpapi"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
@@ -35,14 +33,13 @@ type APIConfig struct {
 // p/{mqttTopic}/thing-if/apps/{APP_ID}/. Commands are pushed to it on
 // mqttTopic by Push.
 type API struct {
-	cfg      APIConfig
-	srv      *mqtt.Server
-	sessions sessions[apiSession]
+	cfg APIConfig
+	srv *endpoint.Server
 
 	mu sync.Mutex
 	// live holds, per thing ID, the connections subscribed to their
 	// mqttTopic: the ones a command can be written to.
-	live map[string]map[*mqtt.Client]*apiSession
+	live map[string]map[*endpoint.Conn]*apiSession
 	// pushing marks the things with a push loop running; the value is set
 	// when another push was asked for meanwhile.
 	pushing map[string]*pushRequest
@@ -92,7 +89,7 @@ type apiSession struct {
 	// cl is the connection; expires is when the endpoint it logged in with
 	// expires; heapIndex is the session's place in API.logins (-1: not
 	// there), guarded by the logins' lock.
-	cl        *mqtt.Client
+	cl        *endpoint.Conn
 	expires   time.Time
 	heapIndex int
 
@@ -102,13 +99,9 @@ type apiSession struct {
 	// is never both out of this table and still SENDING in the store while
 	// the loop looks (which would push it twice).
 	//
-	// The pushes are numbered here, not in mochi's in-flight table: mochi
-	// keeps the PUBACKs it owes for the thing's own QoS 1 PUBLISHes in that
-	// table too, by packet ID, though the two directions number their
-	// packets independently (MQTT 2.2.1). A thing publishing with the ID of
-	// an unacknowledged push would take the push's entry there, and its
-	// PUBACK to the thing would pass for the thing's PUBACK of the push.
-	// PUBACKs from the thing are taken as they are read (OnPacketRead).
+	// The pushes are numbered here alone: the thing's own QoS 1 PUBLISHes
+	// are numbered by the thing, independently (MQTT 2.2.1), and never meet
+	// this table.
 	mu       sync.Mutex
 	inflight map[uint16]*pushEntry
 	lastID   uint16 // the packet ID of the latest push
@@ -116,13 +109,6 @@ type apiSession struct {
 	// windowFull is set when a push found the in-flight window full: the
 	// next PUBACK wakes the push loop.
 	windowFull bool
-
-	// subscribed is set by a SUBSCRIBE to mqttTopic and taken when its
-	// SUBACK has been written; only then does the connection become a push
-	// target. Every push thus follows the SUBACK, as embedded stacks that
-	// wait for the SUBACK expect, and as clients that register a message
-	// route only on SUBACK (Paho) need to see the push at all.
-	subscribed atomic.Bool
 }
 
 // NewAPI returns an API broker serving on the given listeners (nil entries
@@ -138,16 +124,14 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &API{cfg: cfg, live: make(map[string]map[*mqtt.Client]*apiSession), pushing: make(map[string]*pushRequest), busy: make(map[string]struct{}),
+	b := &API{cfg: cfg, live: make(map[string]map[*endpoint.Conn]*apiSession), pushing: make(map[string]*pushRequest), busy: make(map[string]struct{}),
 		synced: make(map[string]struct{}), scanPushed: make(map[string]map[string]time.Time), logins: newLogins()}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
-	b.srv = newMochi(&b.cfg.Config)
-	if err := b.srv.AddHook(&apiHook{b: b}, nil); err != nil {
-		return nil, fmt.Errorf("add hook: %w", err)
-	}
-	if err := attach(b.srv, &b.cfg.Config, lns); err != nil {
+	srv, err := endpoint.New(b.cfg.endpointConfig(true), apiHandler{b}, lns...)
+	if err != nil {
 		return nil, err
 	}
+	b.srv = srv
 	return b, nil
 }
 
@@ -168,19 +152,13 @@ func (b *API) Start() error {
 		b.busyKnown = true
 		b.mu.Unlock()
 	}
-	b.sessions.startSweeper(sweepInterval, b.gone)
 	b.stopExpiry, b.expiryEnded = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(b.expiryEnded)
 		b.logins.run(b.stopExpiry, b.cfg.Now, b.expired)
 	}()
-	return b.srv.Serve()
-}
-
-// gone forgets a connection that ended without OnDisconnect (the sweeper).
-func (b *API) gone(cl *mqtt.Client, s *apiSession) {
-	b.logins.untrack(s)
-	b.removeLive(cl, s)
+	b.srv.Start()
+	return nil
 }
 
 // Close stops the listeners, disconnects every client and waits for running
@@ -195,7 +173,6 @@ func (b *API) Close() error {
 	b.closing = true
 	b.mu.Unlock()
 	err := b.srv.Close()
-	b.sessions.stopSweeper()
 	if b.stopExpiry != nil {
 		close(b.stopExpiry)
 		<-b.expiryEnded
@@ -205,7 +182,7 @@ func (b *API) Close() error {
 }
 
 // Connections returns the number of connected clients.
-func (b *API) Connections() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
+func (b *API) Connections() int64 { return b.srv.Connections() }
 
 // Subscribed returns the number of the thing's connections that commands
 // are pushed to.
@@ -485,7 +462,7 @@ func (s *apiSession) awaiting(commandID string) bool {
 }
 
 type target struct {
-	cl *mqtt.Client
+	cl *endpoint.Conn
 	s  *apiSession
 }
 
@@ -633,27 +610,22 @@ func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error)
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
 		TopicName:   t.s.mqttTopic,
 		Payload:     payload,
-		Created:     time.Now().Unix(),
 	}
 	if qos == 0 {
-		err := t.cl.WritePacket(pk)
+		err := t.cl.Write(&pk)
 		if tap := b.cfg.Tap; tap.on() {
 			tap.push(t.s.appID, t.s.thingID, t.cl, pk, c.ID, err)
 		}
 		return 0, err
 	}
-	// The window: the broker's, or the thing's MQTT 5 Receive Maximum
-	// (which mochi caps at the broker's).
-	window := int(b.srv.Options.Capabilities.MaximumInflight)
-	if rm := int(t.cl.Properties.Props.ReceiveMaximum); t.cl.Properties.ProtocolVersion == 5 && rm > 0 && rm < window {
-		window = rm
-	}
-	id, ok := t.s.await(c, window)
+	// The window: the broker's, or the thing's smaller MQTT 5 Receive
+	// Maximum.
+	id, ok := t.s.await(c, t.cl.ReceiveMaximum())
 	if !ok {
 		return qos, errInflightFull // the next PUBACK wakes the loop
 	}
 	pk.PacketID = id
-	err := t.cl.WritePacket(pk)
+	err := t.cl.Write(&pk)
 	if tap := b.cfg.Tap; tap.on() {
 		tap.push(t.s.appID, t.s.thingID, t.cl, pk, c.ID, err)
 	}
@@ -664,21 +636,22 @@ func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error)
 	return qos, nil
 }
 
-func (b *API) addLive(cl *mqtt.Client, s *apiSession) {
+func (b *API) addLive(cl *endpoint.Conn, s *apiSession) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m := b.live[s.thingID]
 	if m == nil {
-		m = make(map[*mqtt.Client]*apiSession, 1)
+		m = make(map[*endpoint.Conn]*apiSession, 1)
 		b.live[s.thingID] = m
 	}
 	m[cl] = s
 }
 
-func (b *API) removeLive(cl *mqtt.Client, s *apiSession) {
+func (b *API) removeLive(cl *endpoint.Conn, s *apiSession) (existed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if m := b.live[s.thingID]; m != nil {
+		_, existed = m[cl]
 		delete(m, cl)
 		if len(m) == 0 {
 			delete(b.live, s.thingID)
@@ -687,57 +660,51 @@ func (b *API) removeLive(cl *mqtt.Client, s *apiSession) {
 	}
 	// Its unacknowledged pushes are SENDING again, held nowhere.
 	b.unsyncLocked(s.thingID)
+	return existed
 }
 
-type apiHook struct {
-	mqtt.HookBase
-	b *API
+// apiHandler is the API broker's endpoint.Handler.
+type apiHandler struct{ b *API }
+
+func apiSessionOf(cl *endpoint.Conn) *apiSession {
+	s, _ := cl.Session().(*apiSession)
+	return s
 }
 
-func (h *apiHook) ID() string { return "thingif-api" }
-
-func (h *apiHook) Provides(b byte) bool {
-	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
-		mqtt.OnSubscribed, mqtt.OnPacketSent, mqtt.OnUnsubscribed, mqtt.OnDisconnect, mqtt.OnPacketEncode,
-		mqtt.OnPacketRead:
-		return true
-	}
-	return false
-}
-
-// OnConnect checks the installation credentials, the endpoint's expiry and
+// Connect checks the installation credentials, the endpoint's expiry and
 // the client ID.
-func (h *apiHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	err := h.connect(cl, pk)
+func (h apiHandler) Connect(ctx context.Context, cl *endpoint.Conn, pk *packets.Packet) endpoint.Refusal {
+	r := h.connect(ctx, cl, pk)
 	if tap := h.b.cfg.Tap; tap.on() {
-		appID, thingID := h.b.sessionThing(cl)
-		tap.connect(TapAPI, appID, thingID, cl, pk, err)
+		var appID, thingID string
+		if s := apiSessionOf(cl); s != nil && r == endpoint.Accept {
+			appID, thingID = s.appID, s.thingID
+		}
+		tap.connect(TapAPI, appID, thingID, cl, *pk, tapError(r))
 	}
-	return err
+	return r
 }
 
-func (h *apiHook) connect(cl *mqtt.Client, pk packets.Packet) error {
-	prepareSession(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
+func (h apiHandler) connect(ctx context.Context, cl *endpoint.Conn, pk *packets.Packet) endpoint.Refusal {
+	ctx, cancel := context.WithTimeout(ctx, h.b.cfg.HandlerTimeout)
 	defer cancel()
 	revocations := h.b.logins.revocations()
 	in, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return refuse(cl, RefuseCredentials)
+		return endpoint.RefuseCredentials
 	case err != nil:
 		h.b.cfg.Logger.Error("look up installation", "error", err)
-		return refuse(cl, RefuseUnavailable)
+		return endpoint.RefuseUnavailable
 	}
 	if in.PasswordHash == "" || !secret.EqualDigest(in.PasswordHash, secret.HashToken(string(pk.Connect.Password))) {
-		return refuse(cl, RefuseCredentials)
+		return endpoint.RefuseCredentials
 	}
 	if in.ExpiresAt.IsZero() || !h.b.cfg.Now().Before(in.ExpiresAt) {
-		return refuse(cl, RefuseCredentials)
+		return endpoint.RefuseCredentials
 	}
 	if pk.Connect.ClientIdentifier != in.MQTTTopic {
-		return refuse(cl, RefuseClientID)
+		return endpoint.RefuseClientID
 	}
 	s := &apiSession{
 		cl:             cl,
@@ -749,10 +716,10 @@ func (h *apiHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		mqttTopic:      in.MQTTTopic,
 		prefix:         "p/" + in.MQTTTopic + "/thing-if/apps/" + in.AppID + "/",
 	}
-	h.b.sessions.put(cl, s)
 	h.b.logins.track(s)
 	if h.b.logins.revocations() == revocations {
-		return nil
+		cl.SetSession(s)
+		return endpoint.Accept
 	}
 	// An EndInstallation ran during the lookup above and may have looked
 	// for this connection before track; its store change committed before
@@ -761,142 +728,85 @@ func (h *apiHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 	again, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
 	if err != nil || again.ID != in.ID || again.PasswordHash != in.PasswordHash {
 		h.b.logins.untrack(s)
-		h.b.sessions.delete(cl)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			h.b.cfg.Logger.Error("look up installation", "error", err)
-			return refuse(cl, RefuseUnavailable)
+			return endpoint.RefuseUnavailable
 		}
-		return refuse(cl, RefuseCredentials)
+		return endpoint.RefuseCredentials
 	}
-	return nil
+	cl.SetSession(s)
+	return endpoint.Accept
 }
 
-// sessionThing returns the app and thing of an accepted connection.
-func (b *API) sessionThing(cl *mqtt.Client) (appID, thingID string) {
-	if s := b.sessions.get(cl); s != nil {
-		return s.appID, s.thingID
+// Publish serves a request under the thing's request prefix; any other
+// publish ends the connection.
+func (h apiHandler) Publish(ctx context.Context, cl *endpoint.Conn, pk *packets.Packet) (*packets.Packet, bool) {
+	s := apiSessionOf(cl)
+	if !allowPublish(h.b.cfg.Logger, cl, s.prefix, pk.TopicName) {
+		return nil, false
 	}
-	return "", ""
+	return serveRequest(ctx, &h.b.cfg.Config, cl, pk, httpapi.Caller{Broker: httpapi.APIBroker, AppID: s.appID, ThingID: s.thingID}), true
 }
 
-// OnConnectAuthenticate lets through the connections OnConnect accepted.
-func (h *apiHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	return h.b.sessions.get(cl) != nil
+// Subscribe: a thing reads only its mqttTopic.
+func (h apiHandler) Subscribe(cl *endpoint.Conn, sub packets.Subscription) bool {
+	return sub.Filter == apiSessionOf(cl).mqttTopic
 }
 
-// OnACLCheck: a thing reads only its mqttTopic and writes only under its
-// request prefix. A refused publish ends the connection, so that a QoS 0
-// publish is not dropped in silence.
-func (h *apiHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	s := h.b.sessions.get(cl)
-	if s == nil {
-		return false
-	}
-	if !write {
-		return topic == s.mqttTopic
-	}
-	return allowPublish(h.b.srv, h.b.cfg.Logger, cl, s.prefix, topic)
-}
-
-// OnPublish serves the request and marks the packet ignored, so mochi
-// acknowledges it but delivers it nowhere.
-func (h *apiHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	s := h.b.sessions.get(cl)
-	if s == nil {
-		return pk, packets.ErrRejectPacket
-	}
-	t, err := codec.ParseTopic(pk.TopicName)
-	if err != nil {
-		return pk, packets.ErrRejectPacket
-	}
-	if serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.APIBroker, AppID: s.appID, ThingID: s.thingID}) {
-		return pk, packets.ErrRejectPacket // acknowledged with the answer
-	}
-	return pk, packets.CodeSuccessIgnore
-}
-
-// OnPacketRead hands a PUBACK of a push to the thing's push loop, which
-// marks the command DELIVERED and pushes what the window held back. mochi
-// drops the PUBACK afterwards: the push is not in its in-flight table.
-func (h *apiHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type != packets.Puback {
-		return pk, nil
-	}
-	if s := h.b.sessions.get(cl); s != nil {
-		if tap := h.b.cfg.Tap; tap.on() {
-			tap.puback(s.appID, s.thingID, cl, pk)
-		}
-		if known, full := s.ack(pk.PacketID); known {
-			h.b.wake(s.thingID, full, nil)
-		}
-	}
-	return pk, nil
-}
-
-// OnSubscribed notes a granted mqttTopic subscription; OnPacketSent acts on
-// it once the SUBACK is written.
-func (h *apiHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	s := h.b.sessions.get(cl)
-	if s == nil {
-		return
-	}
+// Subscribed makes the connection a push target once the SUBACK of its
+// mqttTopic subscription is on the wire, and pushes what is pending. Every
+// push thus follows the SUBACK, as embedded stacks that wait for the
+// SUBACK expect, and as clients that register a message route only on
+// SUBACK (Paho) need to see the push at all.
+func (h apiHandler) Subscribed(cl *endpoint.Conn, pk *packets.Packet, codes []byte) {
+	s := apiSessionOf(cl)
 	if tap := h.b.cfg.Tap; tap.on() {
-		tap.subscribe(TapAPI, s.appID, s.thingID, cl, pk, codes)
+		tap.subscribe(TapAPI, s.appID, s.thingID, cl, *pk, codes)
 	}
 	for i, f := range pk.Filters {
 		if f.Filter == s.mqttTopic && i < len(codes) && codes[i] <= 2 {
 			s.qos.Store(uint32(codes[i]))
-			s.subscribed.Store(true)
+			h.b.addLive(cl, s)
+			h.b.pushSubscribed(s.thingID)
 			return
 		}
 	}
 }
 
-// OnPacketSent makes the connection a push target once the SUBACK of its
-// mqttTopic subscription is on the wire, and pushes what is pending.
-func (h *apiHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
-	if pk.FixedHeader.Type != packets.Suback {
-		return
+func (h apiHandler) Unsubscribe(cl *endpoint.Conn, filter string) bool {
+	s := apiSessionOf(cl)
+	if filter != s.mqttTopic {
+		return false
 	}
-	if s := h.b.sessions.get(cl); s != nil && s.subscribed.Swap(false) {
-		h.b.addLive(cl, s)
-		h.b.pushSubscribed(s.thingID)
+	return h.b.removeLive(cl, s)
+}
+
+// Puback hands a PUBACK of a push to the thing's push loop, which marks
+// the command DELIVERED and pushes what the window held back.
+func (h apiHandler) Puback(cl *endpoint.Conn, id uint16) {
+	s := apiSessionOf(cl)
+	if tap := h.b.cfg.Tap; tap.on() {
+		tap.puback(s.appID, s.thingID, cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id})
+	}
+	if known, full := s.ack(id); known {
+		h.b.wake(s.thingID, full, nil)
 	}
 }
 
-func (h *apiHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
-	s := h.b.sessions.get(cl)
-	if s == nil {
-		return
+func (h apiHandler) Disconnected(cl *endpoint.Conn, cause error) {
+	s := apiSessionOf(cl)
+	if tap := h.b.cfg.Tap; tap.on() {
+		tap.disconnect(TapAPI, s.appID, s.thingID, cl, cause)
 	}
-	for _, f := range pk.Filters {
-		if f.Filter == s.mqttTopic {
-			h.b.removeLive(cl, s)
+	h.b.logins.untrack(s)
+	h.b.removeLive(cl, s)
+	// Acknowledged pushes the loop has not marked yet: mark them now, or
+	// they would be pushed again on the next connection.
+	if acked := s.takeAcked(); len(acked) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
+		for _, c := range acked {
+			h.b.markDelivered(ctx, c)
 		}
+		cancel()
 	}
-}
-
-// OnPacketEncode gives MQTT 3 clients CONNACK codes they know.
-func (h *apiHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	return v3Connack(cl, pk)
-}
-
-func (h *apiHook) OnDisconnect(cl *mqtt.Client, cause error, _ bool) {
-	if s := h.b.sessions.get(cl); s != nil {
-		if tap := h.b.cfg.Tap; tap.on() {
-			tap.disconnect(TapAPI, s.appID, s.thingID, cl, cause)
-		}
-		h.b.logins.untrack(s)
-		h.b.removeLive(cl, s)
-		// Acknowledged pushes the loop has not marked yet: mark them now,
-		// or they would be pushed again on the next connection.
-		if acked := s.takeAcked(); len(acked) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
-			for _, c := range acked {
-				h.b.markDelivered(ctx, c)
-			}
-			cancel()
-		}
-	}
-	h.b.sessions.delete(cl)
 }

@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/thingif/thingif/internal/endpoint"
 )
 
 // The inspector tap: the hooks of both brokers describe each packet of
@@ -173,13 +173,13 @@ func (t *Tap) publish(e Event) {
 }
 
 // clientEvent fills the fields every event of a connection has.
-func clientEvent(broker, appID, thingID string, cl *mqtt.Client, kind string) Event {
-	return Event{Broker: broker, AppID: appID, ThingID: thingID, Client: cl.ID, Remote: cl.Net.Remote, Kind: kind}
+func clientEvent(broker, appID, thingID string, cl *endpoint.Conn, kind string) Event {
+	return Event{Broker: broker, AppID: appID, ThingID: thingID, Client: cl.ID(), Remote: cl.Remote(), Kind: kind}
 }
 
 // connect describes a CONNECT and the broker's CONNACK: err is what the
 // hook's OnConnect returned (nil: accepted).
-func (t *Tap) connect(broker, appID, thingID string, cl *mqtt.Client, pk packets.Packet, err error) {
+func (t *Tap) connect(broker, appID, thingID string, cl *endpoint.Conn, pk packets.Packet, err error) {
 	e := clientEvent(broker, appID, thingID, cl, EventConnect)
 	e.Detail = "MQTT " + protocolName(pk.ProtocolVersion) + " client ID " + pk.Connect.ClientIdentifier
 	if pk.Connect.Keepalive > 0 {
@@ -208,7 +208,7 @@ func protocolName(v byte) string {
 }
 
 // subscribe describes a SUBSCRIBE and the codes granted.
-func (t *Tap) subscribe(broker, appID, thingID string, cl *mqtt.Client, pk packets.Packet, codes []byte) {
+func (t *Tap) subscribe(broker, appID, thingID string, cl *endpoint.Conn, pk packets.Packet, codes []byte) {
 	e := clientEvent(broker, appID, thingID, cl, EventSubscribe)
 	e.PacketID = pk.PacketID
 	var parts []string
@@ -234,7 +234,7 @@ func (t *Tap) subscribe(broker, appID, thingID string, cl *mqtt.Client, pk packe
 func (t *Tap) request(e Event) { t.publish(e) }
 
 // push describes a command written to a thing.
-func (t *Tap) push(appID, thingID string, cl *mqtt.Client, pk packets.Packet, commandID string, err error) {
+func (t *Tap) push(appID, thingID string, cl *endpoint.Conn, pk packets.Packet, commandID string, err error) {
 	e := clientEvent(TapAPI, appID, thingID, cl, EventPush)
 	e.Topic, e.PacketID, e.QoS = pk.TopicName, pk.PacketID, pk.FixedHeader.Qos
 	e.Detail = "command " + commandID
@@ -246,14 +246,14 @@ func (t *Tap) push(appID, thingID string, cl *mqtt.Client, pk packets.Packet, co
 }
 
 // puback describes a thing's PUBACK.
-func (t *Tap) puback(appID, thingID string, cl *mqtt.Client, pk packets.Packet) {
+func (t *Tap) puback(appID, thingID string, cl *endpoint.Conn, pk packets.Packet) {
 	e := clientEvent(TapAPI, appID, thingID, cl, EventPuback)
 	e.PacketID = pk.PacketID
 	t.publish(e)
 }
 
 // disconnect describes a connection's end and why.
-func (t *Tap) disconnect(broker, appID, thingID string, cl *mqtt.Client, err error) {
+func (t *Tap) disconnect(broker, appID, thingID string, cl *endpoint.Conn, err error) {
 	e := clientEvent(broker, appID, thingID, cl, EventDisconnect)
 	if err != nil {
 		e.Detail = err.Error()
@@ -287,7 +287,7 @@ func startRequest(req *http.Request, w http.ResponseWriter) (*tapRequest, http.R
 }
 
 // event completes the REQUEST event of cl's request PUBLISH pk.
-func (tr *tapRequest) event(broker, appID, thingID string, cl *mqtt.Client, pk packets.Packet, req *http.Request, status int) Event {
+func (tr *tapRequest) event(broker, appID, thingID string, cl *endpoint.Conn, pk packets.Packet, req *http.Request, status int) Event {
 	e := clientEvent(broker, appID, thingID, cl, EventRequest)
 	e.Topic, e.PacketID, e.QoS = pk.TopicName, pk.PacketID, pk.FixedHeader.Qos
 	e.Duration = float64(time.Since(tr.start).Microseconds()) / 1000
@@ -330,10 +330,13 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// redacted replaces a credential.
+const redacted = "[redacted]"
+
 // inspectorSecrets are the parts of JSON member names whose values the
-// inspector never shows: logging's list, plus the endpoint username (half
-// of an API broker login).
-var inspectorSecrets = append([]string{"username"}, secretKeys...)
+// inspector never shows: the names of credentials, plus the endpoint
+// username (half of an API broker login).
+var inspectorSecrets = []string{"username", "pass", "secret", "token", "key", "auth", "payload", "credential"}
 
 // redactBody returns a body for the inspector: JSON with every member whose
 // name names a credential replaced by "[redacted]", cut at maxTapBody; a

@@ -7,8 +7,9 @@ import (
 	"sync"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/thingif/thingif/internal/endpoint"
 )
 
 // Connection lifetime on the API broker.
@@ -187,7 +188,7 @@ func (h *expiryHeap) Pop() any {
 // at once; the connections end in the background.
 func (b *API) EndInstallation(_ context.Context, thingID, installationID string) {
 	for _, s := range b.logins.take(thingID, installationID) {
-		b.cfg.Logger.Info("credentials replaced; connection ended", "client", s.cl.ID,
+		b.cfg.Logger.Info("credentials replaced; connection ended", "client", s.cl.ID(),
 			"thing", s.thingID, "installation", s.installationID)
 		b.end(s.cl, codeCredentialsReplaced)
 	}
@@ -195,28 +196,22 @@ func (b *API) EndInstallation(_ context.Context, thingID, installationID string)
 
 // expired ends a connection whose endpoint expired.
 func (b *API) expired(s *apiSession) {
-	if b.sessions.get(s.cl) != s {
+	if s.cl.Closed() {
 		return // gone meanwhile
 	}
-	b.cfg.Logger.Info("endpoint expired; connection ended", "client", s.cl.ID,
+	b.cfg.Logger.Info("endpoint expired; connection ended", "client", s.cl.ID(),
 		"thing", s.thingID, "installation", s.installationID)
 	b.end(s.cl, codeEndpointExpired)
 }
 
 // end ends a connection in the background: the DISCONNECT may wait for a
-// client that does not read, up to the write timeout. mochi's OnDisconnect
-// then cleans up as for any other end.
-func (b *API) end(cl *mqtt.Client, code packets.Code) {
+// client that does not read, up to a second. The connection's
+// Disconnected then cleans up as for any other end.
+func (b *API) end(cl *endpoint.Conn, code packets.Code) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
 		return // Close disconnects everyone
 	}
-	b.wg.Go(func() {
-		if cl.Properties.ProtocolVersion >= 5 {
-			_ = b.srv.DisconnectClient(cl, code)
-			return
-		}
-		cl.Stop(code)
-	})
+	b.wg.Go(func() { cl.Disconnect(code) })
 }

@@ -79,9 +79,9 @@ func TestConnectionsPerAddress(t *testing.T) {
 	waitOpen := func(want int) {
 		t.Helper()
 		deadline := time.Now().Add(waitFor)
-		for f.tcp.perAddr.open("127.0.0.1") != want {
+		for f.api.srv.OpenFrom("127.0.0.1") != want {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d connections counted, want %d", f.tcp.perAddr.open("127.0.0.1"), want)
+				t.Fatalf("%d connections counted, want %d", f.api.srv.OpenFrom("127.0.0.1"), want)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -157,45 +157,8 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 	t.Logf("%d of %d commands written before the disconnect", n-len(pending), n)
 }
 
-// countingConn records every write that reaches the connection.
-type countingConn struct {
-	net.Conn
-	writes [][]byte
-}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	c.writes = append(c.writes, bytes.Clone(p))
-	return len(p), nil
-}
-
-// TestCorkHoldsWrites: between cork and uncork nothing reaches the
-// connection, and uncork sends what was held in one write.
-func TestCorkHoldsWrites(t *testing.T) {
-	under := &countingConn{}
-	c := &writeDeadlineConn{Conn: under}
-	c.cork()
-	for _, p := range []string{"answer", "puback"} {
-		if n, err := c.Write([]byte(p)); n != len(p) || err != nil {
-			t.Fatalf("held write = %d, %v", n, err)
-		}
-	}
-	if len(under.writes) != 0 {
-		t.Fatalf("%d writes reached the connection while corked", len(under.writes))
-	}
-	if err := c.uncork(); err != nil {
-		t.Fatal(err)
-	}
-	if len(under.writes) != 1 || string(under.writes[0]) != "answerpuback" {
-		t.Fatalf("uncork wrote %q, want one write of both", under.writes)
-	}
-	if _, err := c.Write([]byte("next")); err != nil || len(under.writes) != 2 {
-		t.Fatalf("a write after uncork is not sent at once: %q, %v", under.writes, err)
-	}
-}
-
 // TestQoS1RequestAnsweredThenAckedOnce: a QoS 1 request gets its answer and
-// then one PUBACK — serveRequest writes both (in one write), and mochi,
-// told the packet is handled, must not acknowledge it a second time.
+// then one PUBACK, never a second one.
 func TestQoS1RequestAnsweredThenAckedOnce(t *testing.T) {
 	f := newFixture(t, Config{})
 	conn, code := rawConnect(t, f.tcp.Addr().String(), f.inst.MQTTTopic, f.inst.Username, f.password)

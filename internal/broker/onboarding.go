@@ -3,17 +3,14 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/thingif/thingif/codec"
+	"github.com/thingif/thingif/internal/endpoint"
 	"github.com/thingif/thingif/internal/httpapi"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
@@ -45,15 +42,13 @@ type OnboardingConfig struct {
 // subscribe to their own onboarding topic.
 //
 // MQTT says a second connection with a client ID takes the first one's
-// session over; here hundreds of devices share the ID "anonymous" at once.
-// The broker therefore renames every connection to a unique internal ID in
-// OnConnect, before mochi's takeover check, so connections never meet.
+// session over; here hundreds of devices share the ID "anonymous" at once,
+// so the onboarding endpoint runs without takeover, and each connection is
+// named "anonymous#N" for logs and the inspector.
 type Onboarding struct {
-	cfg       OnboardingConfig
-	srv       *mqtt.Server
-	seq       atomic.Uint64
-	sessions  sessions[onboardingSession]
-	closeOnce sync.Once
+	cfg OnboardingConfig
+	srv *endpoint.Server
+	seq atomic.Uint64
 }
 
 type onboardingSession struct {
@@ -76,35 +71,26 @@ func NewOnboarding(cfg OnboardingConfig, lns ...*Listener) (*Onboarding, error) 
 	}
 	b := &Onboarding{cfg: cfg}
 	b.cfg.Logger = cfg.Logger.With("broker", "onboarding")
-	b.srv = newMochi(&b.cfg.Config)
-	if err := b.srv.AddHook(&onboardingHook{b: b}, nil); err != nil {
-		return nil, fmt.Errorf("add hook: %w", err)
-	}
-	if err := attach(b.srv, &b.cfg.Config, lns); err != nil {
+	srv, err := endpoint.New(b.cfg.endpointConfig(false), onboardingHandler{b}, lns...)
+	if err != nil {
 		return nil, err
 	}
+	b.srv = srv
 	return b, nil
 }
 
 // Start starts serving on the listeners.
 func (b *Onboarding) Start() error {
-	b.sessions.startSweeper(sweepInterval, nil)
-	return b.srv.Serve()
+	b.srv.Start()
+	return nil
 }
 
 // Close stops the listeners and disconnects every client. Calling it again
 // does nothing.
-func (b *Onboarding) Close() error {
-	var err error
-	b.closeOnce.Do(func() {
-		err = b.srv.Close()
-		b.sessions.stopSweeper()
-	})
-	return err
-}
+func (b *Onboarding) Close() error { return b.srv.Close() }
 
 // Connections returns the number of connected clients.
-func (b *Onboarding) Connections() int64 { return atomic.LoadInt64(&b.srv.Info.ClientsConnected) }
+func (b *Onboarding) Connections() int64 { return b.srv.Connections() }
 
 // parseAppCredentials reads the onboarding CONNECT's username
 // "type=oauth2&client_id={APP_ID}" and password "client_secret={APP_KEY}".
@@ -143,48 +129,40 @@ func params(s string) map[string]string {
 	return m
 }
 
-type onboardingHook struct {
-	mqtt.HookBase
-	b *Onboarding
+// onboardingHandler is the onboarding broker's endpoint.Handler.
+type onboardingHandler struct{ b *Onboarding }
+
+func session(cl *endpoint.Conn) *onboardingSession {
+	s, _ := cl.Session().(*onboardingSession)
+	return s
 }
 
-func (h *onboardingHook) ID() string { return "thingif-onboarding" }
-
-func (h *onboardingHook) Provides(b byte) bool {
-	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnDisconnect, mqtt.OnPacketEncode:
-		return true
-	}
-	return false
-}
-
-// OnConnect authenticates the app and gives the connection its unique ID.
-func (h *onboardingHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	err := h.connect(cl, pk)
+// Connect authenticates the app and gives the connection its unique ID.
+func (h onboardingHandler) Connect(ctx context.Context, cl *endpoint.Conn, pk *packets.Packet) endpoint.Refusal {
+	r := h.connect(ctx, cl, pk)
 	if tap := h.b.cfg.Tap; tap.on() {
 		appID, _, _ := parseAppCredentials(pk.Connect.Username, pk.Connect.Password)
-		tap.connect(TapOnboarding, appID, "", cl, pk, err)
+		tap.connect(TapOnboarding, appID, "", cl, *pk, tapError(r))
 	}
-	return err
+	return r
 }
 
-func (h *onboardingHook) connect(cl *mqtt.Client, pk packets.Packet) error {
-	prepareSession(cl)
+func (h onboardingHandler) connect(ctx context.Context, cl *endpoint.Conn, pk *packets.Packet) endpoint.Refusal {
 	if pk.Connect.ClientIdentifier != AnonymousClientID {
-		return refuse(cl, RefuseClientID)
+		return endpoint.RefuseClientID
 	}
 	appID, key, ok := parseAppCredentials(pk.Connect.Username, pk.Connect.Password)
 	if !ok {
-		return refuse(cl, RefuseCredentials)
+		return endpoint.RefuseCredentials
 	}
-	lim, limKey := h.b.cfg.Limiter, appKeyLimitKey(cl.Net.Remote)
+	lim, limKey := h.b.cfg.Limiter, appKeyLimitKey(cl.Remote())
 	if lim != nil {
 		if _, ok := lim.Allow(limKey); !ok {
-			h.b.cfg.Logger.Debug("connect rate limited", "remote", cl.Net.Remote)
-			return refuse(cl, RefuseRateLimited)
+			h.b.cfg.Logger.Debug("connect rate limited", "remote", cl.Remote())
+			return endpoint.RefuseRateLimited
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.b.cfg.HandlerTimeout)
 	defer cancel()
 	app, err := h.b.cfg.Store.App(ctx, appID)
 	switch {
@@ -192,21 +170,21 @@ func (h *onboardingHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 		if lim != nil {
 			lim.Fail(limKey)
 		}
-		return refuse(cl, RefuseNotAuthorized)
+		return endpoint.RefuseNotAuthorized
 	case err != nil:
 		h.b.cfg.Logger.Error("look up app", "app", appID, "error", err)
-		return refuse(cl, RefuseUnavailable)
+		return endpoint.RefuseUnavailable
 	}
 	ok, rehash, err := h.b.cfg.Verifier.Check(ctx, app.KeyHash, key)
 	switch {
 	case err != nil:
 		h.b.cfg.Logger.Warn("check app key", "app", appID, "error", err)
-		return refuse(cl, RefuseUnavailable)
+		return endpoint.RefuseUnavailable
 	case !ok:
 		if lim != nil {
 			lim.Fail(limKey)
 		}
-		return refuse(cl, RefuseCredentials)
+		return endpoint.RefuseCredentials
 	case rehash != "":
 		app.KeyHash = rehash
 		if err := h.b.cfg.Store.PutApp(ctx, app); err != nil {
@@ -214,60 +192,40 @@ func (h *onboardingHook) connect(cl *mqtt.Client, pk packets.Packet) error {
 			h.b.cfg.Logger.Warn("store rehashed app key", "app", appID, "error", err)
 		}
 	}
-	cl.ID = AnonymousClientID + "#" + strconv.FormatUint(h.b.seq.Add(1), 10)
-	h.b.sessions.put(cl, &onboardingSession{
+	cl.SetID(AnonymousClientID + "#" + strconv.FormatUint(h.b.seq.Add(1), 10))
+	cl.SetSession(&onboardingSession{
 		appID:  appID,
 		prefix: "p/" + AnonymousClientID + "/thing-if/apps/" + appID + "/",
 	})
-	return nil
+	return endpoint.Accept
 }
 
-// OnConnectAuthenticate lets through the connections OnConnect accepted.
-func (h *onboardingHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	return h.b.sessions.get(cl) != nil
+// Publish serves a request under the app's request space; any other
+// publish ends the connection.
+func (h onboardingHandler) Publish(ctx context.Context, cl *endpoint.Conn, pk *packets.Packet) (*packets.Packet, bool) {
+	s := session(cl)
+	if !allowPublish(h.b.cfg.Logger, cl, s.prefix, pk.TopicName) {
+		return nil, false
+	}
+	return serveRequest(ctx, &h.b.cfg.Config, cl, pk, httpapi.Caller{Broker: httpapi.OnboardingBroker, AppID: s.appID}), true
 }
 
-// OnACLCheck allows a client to subscribe to its own onboarding topic and to
-// publish under its app's request space; any other publish ends the
-// connection.
-func (h *onboardingHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	s := h.b.sessions.get(cl)
-	if s == nil {
-		return false
-	}
-	if !write {
-		return topic == s.prefix+"onboardings"
-	}
-	return allowPublish(h.b.srv, h.b.cfg.Logger, cl, s.prefix, topic)
+// Subscribe allows a client its own onboarding topic only.
+func (h onboardingHandler) Subscribe(cl *endpoint.Conn, sub packets.Subscription) bool {
+	return sub.Filter == session(cl).prefix+"onboardings"
 }
 
-// OnPublish serves the request and marks the packet ignored, so mochi
-// acknowledges it but delivers it nowhere.
-func (h *onboardingHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	s := h.b.sessions.get(cl)
-	if s == nil {
-		return pk, packets.ErrRejectPacket
-	}
-	t, err := codec.ParseTopic(pk.TopicName)
-	if err != nil {
-		return pk, packets.ErrRejectPacket // cannot happen after the ACL check
-	}
-	if serveRequest(&h.b.cfg.Config, cl, pk, t, httpapi.Caller{Broker: httpapi.OnboardingBroker, AppID: s.appID}) {
-		return pk, packets.ErrRejectPacket // acknowledged with the answer
-	}
-	return pk, packets.CodeSuccessIgnore
+func (onboardingHandler) Subscribed(*endpoint.Conn, *packets.Packet, []byte) {}
+
+func (h onboardingHandler) Unsubscribe(cl *endpoint.Conn, filter string) bool {
+	return filter == session(cl).prefix+"onboardings"
 }
 
-// OnPacketEncode gives MQTT 3 clients CONNACK codes they know.
-func (h *onboardingHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	return v3Connack(cl, pk)
-}
+// Puback: nothing is pushed on the onboarding broker.
+func (onboardingHandler) Puback(*endpoint.Conn, uint16) {}
 
-func (h *onboardingHook) OnDisconnect(cl *mqtt.Client, cause error, _ bool) {
-	if s := h.b.sessions.get(cl); s != nil {
-		if tap := h.b.cfg.Tap; tap.on() {
-			tap.disconnect(TapOnboarding, s.appID, "", cl, cause)
-		}
+func (h onboardingHandler) Disconnected(cl *endpoint.Conn, cause error) {
+	if tap := h.b.cfg.Tap; tap.on() {
+		tap.disconnect(TapOnboarding, session(cl).appID, "", cl, cause)
 	}
-	h.b.sessions.delete(cl)
 }

@@ -52,8 +52,9 @@ func secretForms(s string) map[string]string {
 	}
 }
 
-// publishID0 is a QoS 1 PUBLISH with packet ID 0, which MQTT forbids: mochi
-// refuses it and logs the packet.
+// publishID0 is a QoS 1 PUBLISH with packet ID 0, which MQTT forbids: the
+// server refuses it (mochi's broker logged the whole packet, payload and
+// all, when it did).
 func publishID0(topic string, payload []byte) []byte {
 	var body []byte
 	body = append(body, byte(len(topic)>>8), byte(len(topic)))
@@ -192,9 +193,10 @@ func TestNoSecretsInLogs(t *testing.T) {
 	closeServer(t, s)
 
 	out := logs.String()
-	// The session must have reached the records that carried packets.
-	if !strings.Contains(out, "error processing packet") {
-		t.Fatalf("no packet error was logged; the test no longer exercises the packet dumps:\n%s", out)
+	// The session must have reached the records of failed packets: one
+	// per hostile connection, at debug level.
+	if n := strings.Count(out, "connection ended"); n < 6 {
+		t.Fatalf("%d connection ends logged, want one per hostile connection; the test no longer exercises the packet errors:\n%s", n, out)
 	}
 	for what, secret := range secrets {
 		for form, v := range secretForms(secret) {

@@ -499,7 +499,7 @@ func (s *Server) Close(ctx context.Context) error {
 	// Listeners a failed New bound but gave no broker; the brokers have
 	// closed their own, and closing one again does nothing.
 	for _, l := range s.brokerLns {
-		l.Close(nil)
+		l.Close()
 	}
 	s.stopAppSide()
 	switch {
