@@ -210,7 +210,7 @@ func (c *Conn) serve() error {
 		return packets.ErrProtocolViolationRequireFirstConnect // [MQTT-3.1.0-1]
 	}
 	pk := packets.Packet{FixedHeader: fh}
-	if err := pk.ConnectDecode(body); err != nil {
+	if err := safeDecode(pk.ConnectDecode, body); err != nil {
 		return fmt.Errorf("decode CONNECT: %w", err)
 	}
 	c.version = pk.ProtocolVersion
@@ -331,7 +331,7 @@ func (c *Conn) readPackets() error {
 		case packets.Publish:
 			err = c.publish(&pk, body)
 		case packets.Puback:
-			if err = pk.PubackDecode(body); err == nil {
+			if err = safeDecode(pk.PubackDecode, body); err == nil {
 				s.h.Puback(c, pk.PacketID)
 			}
 		case packets.Pubrel:
@@ -359,6 +359,19 @@ func (c *Conn) readPackets() error {
 	}
 }
 
+// safeDecode runs a codec decode function, turning a panic into a
+// malformed-packet error: the codec indexes some inputs without checking
+// their length (FuzzConn found a SUBSCRIBE that did), and no input may end
+// more than its own connection.
+func safeDecode(decode func([]byte) error, body []byte) (err error) {
+	defer func() {
+		if recover() != nil {
+			err = packets.ErrMalformedPacket
+		}
+	}()
+	return decode(body)
+}
+
 // decodeErr makes a decode failure a malformed-packet error, keeping the
 // codec's reason code when it gave one.
 func decodeErr(kind string, err error) error {
@@ -370,7 +383,7 @@ func decodeErr(kind string, err error) error {
 }
 
 func (c *Conn) publish(pk *packets.Packet, body []byte) error {
-	if err := pk.PublishDecode(body); err != nil {
+	if err := safeDecode(pk.PublishDecode, body); err != nil {
 		return decodeErr("PUBLISH", err)
 	}
 	// Topic aliases are not offered (no Topic Alias Maximum in the
@@ -415,7 +428,7 @@ func (c *Conn) publish(pk *packets.Packet, body []byte) error {
 }
 
 func (c *Conn) pubrel(pk *packets.Packet, body []byte) error {
-	if err := pk.PubrelDecode(body); err != nil {
+	if err := safeDecode(pk.PubrelDecode, body); err != nil {
 		return decodeErr("PUBREL", err)
 	}
 	comp := &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, PacketID: pk.PacketID}
@@ -431,7 +444,7 @@ func (c *Conn) pubrel(pk *packets.Packet, body []byte) error {
 }
 
 func (c *Conn) subscribe(pk *packets.Packet, body []byte) error {
-	if err := pk.SubscribeDecode(body); err != nil {
+	if err := safeDecode(pk.SubscribeDecode, body); err != nil {
 		return decodeErr("SUBSCRIBE", err)
 	}
 	if code := pk.SubscribeValidate(); code != packets.CodeSuccess {
@@ -458,7 +471,7 @@ func (c *Conn) subscribe(pk *packets.Packet, body []byte) error {
 }
 
 func (c *Conn) unsubscribe(pk *packets.Packet, body []byte) error {
-	if err := pk.UnsubscribeDecode(body); err != nil {
+	if err := safeDecode(pk.UnsubscribeDecode, body); err != nil {
 		return decodeErr("UNSUBSCRIBE", err)
 	}
 	if code := pk.UnsubscribeValidate(); code != packets.CodeSuccess {
@@ -483,6 +496,7 @@ type reader struct {
 	tiny [2]byte
 	buf  *[]byte // pooled; nil while idle
 	r, w int
+	held atomic.Bool // buf != nil, for tests to read from outside the loop
 }
 
 const readBufferSize = 4 << 10
@@ -494,6 +508,7 @@ func (rd *reader) release() {
 	if rd.buf != nil && rd.r == rd.w {
 		readBuffers.Put(rd.buf)
 		rd.buf, rd.r, rd.w = nil, 0, 0
+		rd.held.Store(false)
 	}
 }
 
@@ -504,6 +519,7 @@ func (rd *reader) fill() error {
 			n, err := rd.nc.Read(rd.tiny[:])
 			if n > 0 {
 				rd.buf = readBuffers.Get().(*[]byte)
+				rd.held.Store(true)
 				rd.r, rd.w = 0, copy(*rd.buf, rd.tiny[:n])
 				return nil
 			}
@@ -577,3 +593,6 @@ func (rd *reader) packet(maxSize uint32) (packets.FixedHeader, []byte, error) {
 	}
 	return fh, body, nil
 }
+
+// bufHeld reports whether the reader holds a buffer (tests).
+func (rd *reader) bufHeld() bool { return rd.held.Load() }

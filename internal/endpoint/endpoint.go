@@ -18,6 +18,7 @@ package endpoint
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -225,6 +226,16 @@ func (s *Server) serveConn(nc net.Conn) {
 	defer s.wg.Done()
 	defer s.forget(c)
 
+	defer func() {
+		// A panic in a Handler (or the codec) ends its connection, not the
+		// process; what it was about is not logged, as it may hold
+		// credentials.
+		if v := recover(); v != nil {
+			c.close()
+			s.cfg.Logger.Error("panic serving a connection; connection closed", "client", c.id, "remote", c.remote,
+				"panic", fmt.Sprintf("%T", v))
+		}
+	}()
 	err := c.serve()
 	c.close()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
