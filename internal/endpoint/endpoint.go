@@ -204,43 +204,53 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// serveConn runs one connection, from accept to its end.
+// serveConn runs one connection, from accept to its end, on the goroutine
+// the listener started for it. Its frames are kept few and small, and
+// everything that goes deeper runs on short-lived goroutines (deep): the
+// connection's goroutine then lives in its initial stack.
 func (s *Server) serveConn(nc net.Conn) {
+	c := s.open(nc)
+	if c == nil {
+		return
+	}
+	defer s.end(c)
+	c.serve()
+}
+
+// open counts and tracks a new connection; nil means it was closed at once
+// (the per-address bound, or the server closing).
+func (s *Server) open(nc net.Conn) *Conn {
 	key, ok := s.perAddr.acquire(nc.RemoteAddr())
 	if !ok {
 		s.cfg.Logger.Debug("too many connections from one address", "remote", nc.RemoteAddr().String())
 		nc.Close()
-		return
+		return nil
 	}
-	defer s.perAddr.release(key)
-	c := &Conn{srv: s, nc: nc, remote: nc.RemoteAddr().String()}
+	c := &Conn{srv: s, nc: nc, remote: nc.RemoteAddr().String(), addrKey: key}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closing {
-		s.mu.Unlock()
+		s.perAddr.release(key)
 		nc.Close()
-		return
+		return nil
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-	defer s.forget(c)
+	return c
+}
 
-	defer func() {
-		// A panic in a Handler (or the codec) ends its connection, not the
-		// process; what it was about is not logged, as it may hold
-		// credentials.
-		if v := recover(); v != nil {
-			c.close()
-			s.cfg.Logger.Error("panic serving a connection; connection closed", "client", c.id, "remote", c.remote,
-				"panic", fmt.Sprintf("%T", v))
-		}
-	}()
-	err := c.serve()
-	c.close()
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		s.cfg.Logger.Debug("connection ended", "client", c.id, "remote", c.remote, "error", err)
+// end is deferred by serveConn: it closes and forgets the connection. A
+// panic in a Handler (or the codec) ends its connection, not the process;
+// what it was about is not logged, as it may hold credentials.
+func (s *Server) end(c *Conn) {
+	if v := recover(); v != nil {
+		s.cfg.Logger.Error("panic serving a connection; connection closed", "client", c.id, "remote", c.remote,
+			"panic", fmt.Sprintf("%T", v))
 	}
+	c.close()
+	s.forget(c)
+	s.perAddr.release(c.addrKey)
+	s.wg.Done()
 }
 
 // admit records an accepted connection, ending the older connection of
