@@ -550,7 +550,7 @@ func (b *API) writeCommands(ctx context.Context, thingID string, ts []target, sc
 	switch {
 	case scan:
 		var err error
-		if cmds, err = b.cfg.Store.PendingCommands(ctx, thingID); err != nil {
+		if cmds, err = b.cfg.Store.PendingCommands(ctx, thingID, "", 0); err != nil {
 			b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
 			b.unsync(thingID)
 			return false, nil, false

@@ -143,7 +143,7 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 	var pending []store.Command
 	for {
 		var err error
-		if pending, err = f.store.PendingCommands(context.Background(), f.thing.ID); err != nil {
+		if pending, err = f.store.PendingCommands(context.Background(), f.thing.ID, "", 0); err != nil {
 			t.Fatal(err)
 		}
 		if len(pending) < n || time.Now().After(deadline) {
