@@ -625,11 +625,8 @@ func TestSubscribeSkipsScanWhenIdle(t *testing.T) {
 func waitSynced(t *testing.T, b *API, thingID string) {
 	t.Helper()
 	for deadline := time.Now().Add(waitFor); ; time.Sleep(time.Millisecond) {
-		b.mu.Lock()
-		_, synced := b.synced[thingID]
-		live := len(b.live[thingID])
-		b.mu.Unlock()
-		if synced && live > 0 {
+		synced, live := b.push.Synced(thingID), b.Subscribed(thingID)
+		if synced {
 			return
 		}
 		if time.Now().After(deadline) {
