@@ -11,6 +11,7 @@ import (
 
 	"github.com/thingif/thingif/internal/endpoint"
 	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/push"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
 )
@@ -35,39 +36,12 @@ type APIConfig struct {
 type API struct {
 	cfg APIConfig
 	srv *endpoint.Server
+	// push writes the commands to the subscribed connections (package push).
+	push *push.Engine
 
-	mu sync.Mutex
-	// live holds, per thing ID, the connections subscribed to their
-	// mqttTopic: the ones a command can be written to.
-	live map[string]map[*endpoint.Conn]*apiSession
-	// pushing marks the things with a push loop running; the value is set
-	// when another push was asked for meanwhile.
-	pushing map[string]*pushRequest
-	// busy holds the things that may have SENDING commands: those found
-	// with some when the broker started (store.PendingThings), those
-	// handed a command since, and those whose last scan found some. A
-	// SUBSCRIBE of any other thing needs no scan. Commands are created only
-	// through Push's callers (REST, triggers), each of which calls Push,
-	// and this process is the only writer of the store. Until busyKnown is
-	// set (the start-up query failed) every thing counts as busy.
-	busy      map[string]struct{}
-	busyKnown bool
-	// synced holds the things each of whose SENDING commands is written to
-	// a live connection and awaits its PUBACK, or is queued as fresh for
-	// the push loop: for them a new command is pushed as it is handed over
-	// (Push), without a scan of the store. Anything that may leave a
-	// SENDING command outside those two places (a failed write or store
-	// call, a connection gone) removes the thing and bumps syncEpoch; a
-	// scan that completes while the epoch stood still adds it.
-	synced    map[string]struct{}
-	syncEpoch uint64
-	// scanPushed holds, per thing, the IDs of commands a scan pushed in the
-	// last scanMemory: a command stored just before a scan is found by it
-	// and may still be handed over by Push afterwards, which must not push
-	// it a second time.
-	scanPushed map[string]map[string]time.Time
-	closing    bool
-	wg         sync.WaitGroup
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
 
 	// logins ends connections with their credentials (lifetime.go).
 	logins      *logins
@@ -93,22 +67,12 @@ type apiSession struct {
 	expires   time.Time
 	heapIndex int
 
-	// inflight holds the QoS 1 pushes written and not yet marked
-	// DELIVERED, by packet ID. A PUBACK only flags its entry; the thing's
-	// push loop marks the command and drops the entry, so that a command
-	// is never both out of this table and still SENDING in the store while
-	// the loop looks (which would push it twice).
-	//
-	// The pushes are numbered here alone: the thing's own QoS 1 PUBLISHes
-	// are numbered by the thing, independently (MQTT 2.2.1), and never meet
-	// this table.
-	mu       sync.Mutex
-	inflight map[uint16]*pushEntry
-	lastID   uint16 // the packet ID of the latest push
-	unacked  int    // entries of inflight not yet acknowledged
-	// windowFull is set when a push found the in-flight window full: the
-	// next PUBACK wakes the push loop.
-	windowFull bool
+	// conn is the session as a push target (push.Conn).
+	conn *pushConn
+
+	// attached is set while the connection is a push target: from the
+	// SUBACK of its mqttTopic subscription to its UNSUBSCRIBE or end.
+	attached atomic.Bool
 }
 
 // NewAPI returns an API broker serving on the given listeners (nil entries
@@ -124,9 +88,10 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &API{cfg: cfg, live: make(map[string]map[*endpoint.Conn]*apiSession), pushing: make(map[string]*pushRequest), busy: make(map[string]struct{}),
-		synced: make(map[string]struct{}), scanPushed: make(map[string]map[string]time.Time), logins: newLogins()}
+	b := &API{cfg: cfg, logins: newLogins()}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
+	b.push = push.New(push.Config{Store: cfg.Store, Logger: b.cfg.Logger, Now: cfg.Now, OnDelivered: cfg.OnDelivered,
+		Timeout: cfg.HandlerTimeout})
 	srv, err := endpoint.New(b.cfg.endpointConfig(true), apiHandler{b}, lns...)
 	if err != nil {
 		return nil, err
@@ -138,20 +103,8 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 // Start loads the things with commands waiting and starts serving on the
 // listeners.
 func (b *API) Start() error {
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
-	things, err := b.cfg.Store.PendingThings(ctx)
-	cancel()
-	if err != nil {
-		// Not fatal: every first SUBSCRIBE scans instead.
-		b.cfg.Logger.Error("load things with pending commands", "error", err)
-	} else {
-		b.mu.Lock()
-		for _, id := range things {
-			b.busy[id] = struct{}{}
-		}
-		b.busyKnown = true
-		b.mu.Unlock()
-	}
+	// A failure is not fatal: every first SUBSCRIBE scans instead.
+	b.push.Start(context.Background())
 	b.stopExpiry, b.expiryEnded = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(b.expiryEnded)
@@ -177,6 +130,7 @@ func (b *API) Close() error {
 		close(b.stopExpiry)
 		<-b.expiryEnded
 	}
+	b.push.Close()
 	b.wg.Wait()
 	return err
 }
@@ -186,481 +140,51 @@ func (b *API) Connections() int64 { return b.srv.Connections() }
 
 // Subscribed returns the number of the thing's connections that commands
 // are pushed to.
-func (b *API) Subscribed(thingID string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.live[thingID])
-}
+func (b *API) Subscribed(thingID string) int { return b.push.Subscribed(thingID) }
 
-// Push hands a newly stored command to its thing's push loop, which writes
-// it to the thing's live, subscribed connections; it becomes DELIVERED on
-// the PUBACK (QoS 1) or once written (QoS 0). Call it once per command,
-// after the command is stored. It returns at once: the work runs on one
-// goroutine per thing, and a Push that arrives while that goroutine runs
-// makes it go round once more, so pushes for a thing never run
-// concurrently and none is lost.
-//
-// When everything else SENDING for the thing is known to be written and
-// awaiting its PUBACK (synced), the command is written as handed over;
-// otherwise the loop scans the store for all of the thing's SENDING
-// commands, this one included.
-func (b *API) Push(_ context.Context, c store.Command) {
-	b.wake(c.ThingID, false, &c)
-}
+// Push hands a newly stored command to the push engine, which writes it to
+// the thing's subscribed connections; it becomes DELIVERED on the PUBACK
+// (QoS 1) or once written (QoS 0). It returns at once.
+func (b *API) Push(ctx context.Context, c store.Command) { b.push.Push(ctx, c) }
 
 // PushPending writes every SENDING command of the thing that is not already
 // awaiting its PUBACK, after a scan of the store.
-func (b *API) PushPending(thingID string) {
-	b.mu.Lock()
-	b.busy[thingID] = struct{}{}
-	b.mu.Unlock()
-	b.wake(thingID, true, nil)
+func (b *API) PushPending(thingID string) { b.push.PushPending(thingID) }
+
+// pushConn is a session as a push target: push.Conn over the endpoint's
+// connection.
+type pushConn struct {
+	b *API
+	s *apiSession
 }
 
-// pushSubscribed pushes what is pending for a thing that has just
-// subscribed, unless it is known to have nothing pending.
-func (b *API) pushSubscribed(thingID string) {
-	b.mu.Lock()
-	_, busy := b.busy[thingID]
-	busy = busy || !b.busyKnown
-	if !busy && len(b.live[thingID]) > 0 {
-		// Nothing is SENDING, so nothing is outside an in-flight table:
-		// the thing's next command can be pushed as handed over.
-		b.synced[thingID] = struct{}{}
-	}
-	b.mu.Unlock()
-	if busy {
-		b.wake(thingID, true, nil)
-	}
-}
+var _ push.Conn = (*pushConn)(nil)
 
-// scanned records what a scan of the thing's pending commands found.
-func (b *API) scanned(thingID string, pending int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if pending == 0 {
-		delete(b.busy, thingID)
-	} else {
-		b.busy[thingID] = struct{}{}
-	}
-}
+// QoS returns the granted QoS of the mqttTopic subscription.
+func (p *pushConn) QoS() byte { return byte(p.s.qos.Load()) }
 
-// unsync records that the thing may have a SENDING command that is
-// neither awaiting a PUBACK nor queued: its next new command needs a scan.
-func (b *API) unsync(thingID string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.unsyncLocked(thingID)
-}
+// Window returns the broker's in-flight bound, or the thing's MQTT 5
+// Receive Maximum when smaller.
+func (p *pushConn) Window() int { return p.s.cl.ReceiveMaximum() }
 
-func (b *API) unsyncLocked(thingID string) {
-	delete(b.synced, thingID)
-	b.syncEpoch++
-}
-
-// scanMemory is how long a command pushed by a scan is remembered against
-// a late Push of the same command (see API.scanPushed). Push follows the
-// store's commit by microseconds.
-const scanMemory = time.Minute
-
-// rememberScanned records commands a scan pushed.
-func (b *API) rememberScanned(thingID string, ids []string) {
-	if len(ids) == 0 {
-		return
-	}
-	now := time.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m := b.scanPushed[thingID]
-	if m == nil {
-		m = make(map[string]time.Time, len(ids))
-		b.scanPushed[thingID] = m
-	}
-	for _, id := range ids {
-		m[id] = now
-	}
-}
-
-// notScanned drops from fresh the commands a recent scan pushed.
-func (b *API) notScanned(thingID string, fresh []store.Command) []store.Command {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m := b.scanPushed[thingID]
-	if m == nil {
-		return fresh
-	}
-	now := time.Now()
-	for id, at := range m {
-		if now.Sub(at) > scanMemory {
-			delete(m, id)
-		}
-	}
-	if len(m) == 0 {
-		delete(b.scanPushed, thingID)
-		return fresh
-	}
-	out := fresh[:0:0]
-	for _, c := range fresh {
-		if _, seen := m[c.ID]; !seen {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// pushRequest is what a thing's running push loop is asked to do next.
-type pushRequest struct {
-	again bool            // go round once more
-	scan  bool            // and look for pending commands (not only acknowledgements)
-	fresh []store.Command // commands handed over by Push, when scan is not set
-}
-
-// wake starts the thing's push loop, or asks the running one to go round
-// again. scan says whether the round must look for pending commands: a
-// PUBACK alone only needs its command marked, unless pushes were held back
-// by a full in-flight window. fresh, if not nil, is a command just stored:
-// pushed as it is if the thing is synced, else through a scan.
-func (b *API) wake(thingID string, scan bool, fresh *store.Command) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if fresh != nil {
-		b.busy[thingID] = struct{}{}
-		if _, ok := b.synced[thingID]; !ok {
-			scan = true
-		}
-	}
-	if b.closing || len(b.live[thingID]) == 0 {
-		return
-	}
-	if r, running := b.pushing[thingID]; running {
-		r.again = true
-		r.scan = r.scan || scan
-		if r.scan {
-			r.fresh = nil // the scan finds them
-		} else if fresh != nil {
-			r.fresh = append(r.fresh, *fresh)
-		}
-		return
-	}
-	b.pushing[thingID] = &pushRequest{}
-	var fs []store.Command
-	if fresh != nil && !scan {
-		fs = []store.Command{*fresh}
-	}
-	b.wg.Add(1)
-	go b.pushLoop(thingID, scan, fs)
-}
-
-func (b *API) pushLoop(thingID string, scan bool, fresh []store.Command) {
-	defer b.wg.Done()
-	for {
-		b.pushOnce(thingID, scan, fresh)
-		b.mu.Lock()
-		r := b.pushing[thingID]
-		if !r.again || b.closing {
-			delete(b.pushing, thingID)
-			b.mu.Unlock()
-			return
-		}
-		scan, fresh = r.scan, r.fresh
-		if _, ok := b.synced[thingID]; !ok && len(fresh) > 0 {
-			scan, fresh = true, nil // unsynced since they were queued
-		}
-		*r = pushRequest{}
-		b.mu.Unlock()
-	}
-}
-
-// errInflightFull: the client's window of unacknowledged QoS 1 pushes is
-// full; the push waits for a PUBACK.
-var errInflightFull = errors.New("in-flight window full")
-
-type pushEntry struct {
-	cmd   store.Command
-	acked bool
-}
-
-// await gives a QoS 1 push of c the next packet ID no push in the table
-// holds and remembers it until its PUBACK is handled. It returns false,
-// and flags the window full, when window pushes await their PUBACK.
-func (s *apiSession) await(c store.Command, window int) (uint16, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.unacked >= window {
-		s.windowFull = true
-		return 0, false
-	}
-	if s.inflight == nil {
-		s.inflight = make(map[uint16]*pushEntry)
-	}
-	for { // the table holds far fewer than 65,535 entries: this ends
-		s.lastID++
-		if s.lastID == 0 {
-			s.lastID = 1
-		}
-		if _, taken := s.inflight[s.lastID]; !taken {
-			break
-		}
-	}
-	s.inflight[s.lastID] = &pushEntry{cmd: c}
-	s.unacked++
-	return s.lastID, true
-}
-
-// forget drops a push whose write failed.
-func (s *apiSession) forget(id uint16) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.inflight[id]; ok {
-		delete(s.inflight, id)
-		if !e.acked {
-			s.unacked--
-		}
-	}
-}
-
-// ack flags the push with the given packet ID as acknowledged. known
-// reports whether such a push awaited its PUBACK; full whether the window
-// was full, which the PUBACK ends.
-func (s *apiSession) ack(id uint16) (known, full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.inflight[id]
-	if !ok || e.acked {
-		return false, false
-	}
-	e.acked = true
-	s.unacked--
-	full, s.windowFull = s.windowFull, false
-	return true, full
-}
-
-// takeAcked removes the acknowledged pushes and returns their commands.
-func (s *apiSession) takeAcked() []store.Command {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var cs []store.Command
-	for id, e := range s.inflight {
-		if e.acked {
-			cs = append(cs, e.cmd)
-			delete(s.inflight, id)
-		}
-	}
-	return cs
-}
-
-// awaiting reports whether a push of the command is in the table.
-func (s *apiSession) awaiting(commandID string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.inflight {
-		if e.cmd.ID == commandID {
-			return true
-		}
-	}
-	return false
-}
-
-type target struct {
-	cl *endpoint.Conn
-	s  *apiSession
-}
-
-// targets returns the thing's live connections, and the sync epoch at the
-// moment they were taken.
-func (b *API) targets(thingID string) ([]target, uint64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	conns := b.live[thingID]
-	ts := make([]target, 0, len(conns))
-	for cl, s := range conns {
-		if !cl.Closed() {
-			ts = append(ts, target{cl, s})
-		}
-	}
-	return ts, b.syncEpoch
-}
-
-// pushOnce is one round of a thing's push loop: it writes either every
-// SENDING command (scan) or the commands handed over (fresh), then marks
-// those written at QoS 0 and the acknowledged pushes DELIVERED. Writing
-// first keeps a new command from waiting on the marks, which are lazy store
-// writes (they may wait for another write to commit with). An acknowledged
-// push stays in its session's table until it is marked, so a scan
-// meanwhile does not write it again.
-func (b *API) pushOnce(thingID string, scan bool, fresh []store.Command) {
-	ts, epoch := b.targets(thingID)
-	if len(ts) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.HandlerTimeout)
-	defer cancel()
-	// complete: every command written awaits a PUBACK or is DELIVERED.
-	complete, written, ok := b.writeCommands(ctx, thingID, ts, scan, fresh)
-	for _, t := range ts {
-		written = append(written, t.s.takeAcked()...)
-	}
-	for _, c := range written {
-		complete = b.markDelivered(ctx, c) && complete
-	}
-	if !ok {
-		return // unsynced already
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch {
-	case !complete:
-		b.unsyncLocked(thingID)
-	case scan && b.syncEpoch == epoch && len(b.live[thingID]) > 0:
-		b.synced[thingID] = struct{}{}
-	}
-}
-
-// writeCommands writes the round's commands to the thing's connections. It
-// returns the commands written at QoS 0 (delivered: the caller marks them),
-// reports whether every other command written awaits a PUBACK (complete),
-// and ok = false when the round ended early, the thing unsynced (a failed
-// scan, or no connection left).
-func (b *API) writeCommands(ctx context.Context, thingID string, ts []target, scan bool, fresh []store.Command) (complete bool, delivered []store.Command, ok bool) {
-	complete = true
-	var cmds []store.Command
-	switch {
-	case scan:
-		var err error
-		if cmds, err = b.cfg.Store.PendingCommands(ctx, thingID); err != nil {
-			b.cfg.Logger.Error("load pending commands", "thing", thingID, "error", err)
-			b.unsync(thingID)
-			return false, nil, false
-		}
-		b.scanned(thingID, len(cmds))
-	case len(fresh) > 0:
-		cmds = b.notScanned(thingID, fresh)
-	}
-	var pushed []string
-	for _, c := range cmds {
-		payload, err := CommandPayload(c)
-		if err != nil {
-			b.cfg.Logger.Error("encode command", "thing", thingID, "command", c.ID, "error", err)
-			complete = false
-			continue
-		}
-		reached, atQoS0 := false, false
-		for _, t := range ts {
-			if t.s.awaiting(c.ID) {
-				reached = true // written before; its PUBACK decides
-				continue
-			}
-			qos, err := b.writePush(t, c, payload)
-			if err != nil {
-				b.cfg.Logger.Debug("push", "client", t.cl.ID, "command", c.ID, "error", err)
-				complete = false
-				continue
-			}
-			reached = true
-			atQoS0 = atQoS0 || qos == 0
-		}
-		if !reached {
-			// The connections are gone; the next SUBSCRIBE pushes again.
-			b.unsync(thingID)
-			if scan {
-				b.rememberScanned(thingID, pushed)
-			}
-			return false, delivered, false
-		}
-		pushed = append(pushed, c.ID)
-		if atQoS0 {
-			delivered = append(delivered, c)
-		}
-	}
-	if scan {
-		b.rememberScanned(thingID, pushed)
-	}
-	return complete, delivered, true
-}
-
-// markDelivered moves a command to DELIVERED and reports whether the store
-// call succeeded.
-func (b *API) markDelivered(ctx context.Context, c store.Command) bool {
-	now := b.cfg.Now()
-	ok, err := b.cfg.Store.MarkDelivered(ctx, c.ThingID, c.ID, now)
-	if err != nil {
-		b.cfg.Logger.Error("mark delivered", "thing", c.ThingID, "command", c.ID, "error", err)
-		return false
-	}
-	if ok && b.cfg.OnDelivered != nil {
-		b.cfg.OnDelivered(c, now)
-	}
-	return true
-}
-
-// writePush writes one command to a connection at the QoS of its
-// subscription (capped at 1) and returns that QoS. PROTOCOL.md §8: things
-// subscribed at QoS 0 parse a QoS 0 PUBLISH only, so they must never get a
-// QoS 1 one.
-//
-// A QoS 0 push counts as delivered once written: nothing else can be known.
-// A QoS 1 push is delivered when the thing's PUBACK arrives (OnPacketRead):
-// if the connection was already dead when the write went into its socket,
-// no PUBACK comes, the command stays SENDING and is pushed again when the
-// thing next subscribes. Until then the session remembers the command so
-// that later pushes on the same connection do not repeat it.
-func (b *API) writePush(t target, c store.Command, payload []byte) (byte, error) {
-	qos := byte(min(t.s.qos.Load(), 1))
+// WritePush writes one push, numbered by the engine. If the connection was already dead
+// when the write went into its socket, no PUBACK comes and the command
+// stays SENDING, pushed again when the thing next subscribes. A failed
+// write ends the connection, unless only this packet was refused (larger
+// than the client's Maximum Packet Size): the connection is sound, the
+// command stays SENDING.
+func (p *pushConn) WritePush(c store.Command, payload []byte, qos byte, packetID uint16) error {
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
-		TopicName:   t.s.mqttTopic,
+		TopicName:   p.s.mqttTopic,
 		Payload:     payload,
+		PacketID:    packetID,
 	}
-	if qos == 0 {
-		err := t.cl.Write(&pk)
-		if tap := b.cfg.Tap; tap.on() {
-			tap.push(t.s.appID, t.s.thingID, t.cl, pk, c.ID, err)
-		}
-		return 0, err
+	err := p.s.cl.Write(&pk) // a failure other than ErrPacketTooLarge closes it
+	if tap := p.b.cfg.Tap; tap.on() {
+		tap.push(p.s.appID, p.s.thingID, p.s.cl, pk, c.ID, err)
 	}
-	// The window: the broker's, or the thing's smaller MQTT 5 Receive
-	// Maximum.
-	id, ok := t.s.await(c, t.cl.ReceiveMaximum())
-	if !ok {
-		return qos, errInflightFull // the next PUBACK wakes the loop
-	}
-	pk.PacketID = id
-	err := t.cl.Write(&pk)
-	if tap := b.cfg.Tap; tap.on() {
-		tap.push(t.s.appID, t.s.thingID, t.cl, pk, c.ID, err)
-	}
-	if err != nil {
-		t.s.forget(id)
-		return qos, err
-	}
-	return qos, nil
-}
-
-func (b *API) addLive(cl *endpoint.Conn, s *apiSession) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m := b.live[s.thingID]
-	if m == nil {
-		m = make(map[*endpoint.Conn]*apiSession, 1)
-		b.live[s.thingID] = m
-	}
-	m[cl] = s
-}
-
-func (b *API) removeLive(cl *endpoint.Conn, s *apiSession) (existed bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if m := b.live[s.thingID]; m != nil {
-		_, existed = m[cl]
-		delete(m, cl)
-		if len(m) == 0 {
-			delete(b.live, s.thingID)
-			delete(b.scanPushed, s.thingID)
-		}
-	}
-	// Its unacknowledged pushes are SENDING again, held nowhere.
-	b.unsyncLocked(s.thingID)
-	return existed
+	return err
 }
 
 // apiHandler is the API broker's endpoint.Handler.
@@ -716,6 +240,7 @@ func (h apiHandler) connect(ctx context.Context, cl *endpoint.Conn, pk *packets.
 		mqttTopic:      in.MQTTTopic,
 		prefix:         "p/" + in.MQTTTopic + "/thing-if/apps/" + in.AppID + "/",
 	}
+	s.conn = &pushConn{b: h.b, s: s}
 	h.b.logins.track(s)
 	if h.b.logins.revocations() == revocations {
 		cl.SetSession(s)
@@ -766,8 +291,8 @@ func (h apiHandler) Subscribed(cl *endpoint.Conn, pk *packets.Packet, codes []by
 	for i, f := range pk.Filters {
 		if f.Filter == s.mqttTopic && i < len(codes) && codes[i] <= 2 {
 			s.qos.Store(uint32(codes[i]))
-			h.b.addLive(cl, s)
-			h.b.pushSubscribed(s.thingID)
+			s.attached.Store(true)
+			h.b.push.Attach(s.thingID, s.conn)
 			return
 		}
 	}
@@ -775,22 +300,21 @@ func (h apiHandler) Subscribed(cl *endpoint.Conn, pk *packets.Packet, codes []by
 
 func (h apiHandler) Unsubscribe(cl *endpoint.Conn, filter string) bool {
 	s := apiSessionOf(cl)
-	if filter != s.mqttTopic {
+	if filter != s.mqttTopic || !s.attached.Swap(false) {
 		return false
 	}
-	return h.b.removeLive(cl, s)
+	h.b.push.Detach(s.thingID, s.conn)
+	return true
 }
 
-// Puback hands a PUBACK of a push to the thing's push loop, which marks
-// the command DELIVERED and pushes what the window held back.
+// Puback hands a PUBACK of a push to the push engine, which marks the
+// command DELIVERED and pushes what the window held back.
 func (h apiHandler) Puback(cl *endpoint.Conn, id uint16) {
 	s := apiSessionOf(cl)
 	if tap := h.b.cfg.Tap; tap.on() {
 		tap.puback(s.appID, s.thingID, cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id})
 	}
-	if known, full := s.ack(id); known {
-		h.b.wake(s.thingID, full, nil)
-	}
+	h.b.push.Ack(s.thingID, s.conn, id)
 }
 
 func (h apiHandler) Disconnected(cl *endpoint.Conn, cause error) {
@@ -799,14 +323,7 @@ func (h apiHandler) Disconnected(cl *endpoint.Conn, cause error) {
 		tap.disconnect(TapAPI, s.appID, s.thingID, cl, cause)
 	}
 	h.b.logins.untrack(s)
-	h.b.removeLive(cl, s)
-	// Acknowledged pushes the loop has not marked yet: mark them now, or
-	// they would be pushed again on the next connection.
-	if acked := s.takeAcked(); len(acked) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
-		for _, c := range acked {
-			h.b.markDelivered(ctx, c)
-		}
-		cancel()
-	}
+	// Acknowledged pushes are marked DELIVERED here, or they would be
+	// pushed again on the next connection.
+	h.b.push.Detach(s.thingID, s.conn)
 }

@@ -162,7 +162,7 @@ func TestPushExactlyOnce(t *testing.T) {
 		t.Fatalf("pushed twice: %s", m.Payload())
 	case <-time.After(200 * time.Millisecond):
 	}
-	pending, err := f.store.PendingCommands(context.Background(), f.thing.ID)
+	pending, err := f.store.PendingCommands(context.Background(), f.thing.ID, "", 0)
 	if err != nil || len(pending) != 0 {
 		t.Fatalf("%d commands still SENDING (%v)", len(pending), err)
 	}
@@ -175,7 +175,7 @@ func TestPushWithoutSubscriberKeepsCommand(t *testing.T) {
 	f.api.Push(context.Background(), f.newCommand(t, 1))
 	c, msgs := f.dial(t, "tcp://"+f.tcp.Addr().String())
 	f.api.PushPending(f.thing.ID) // connected, not subscribed: nothing to do
-	if pending, _ := f.store.PendingCommands(context.Background(), f.thing.ID); len(pending) != 1 {
+	if pending, _ := f.store.PendingCommands(context.Background(), f.thing.ID, "", 0); len(pending) != 1 {
 		t.Fatalf("%d pending before SUBSCRIBE, want 1", len(pending))
 	}
 	if tok := c.Subscribe(f.inst.MQTTTopic, 1, nil); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
@@ -486,9 +486,11 @@ type countingStore struct {
 	failMark atomic.Bool // fail the next MarkDelivered
 }
 
-func (c *countingStore) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {
-	c.scans.Add(1)
-	return c.Store.PendingCommands(ctx, thingID)
+func (c *countingStore) PendingCommands(ctx context.Context, thingID, afterID string, limit int) ([]store.Command, error) {
+	if afterID == "" {
+		c.scans.Add(1) // a scan's first page
+	}
+	return c.Store.PendingCommands(ctx, thingID, afterID, limit)
 }
 
 func (c *countingStore) MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error) {
@@ -623,11 +625,8 @@ func TestSubscribeSkipsScanWhenIdle(t *testing.T) {
 func waitSynced(t *testing.T, b *API, thingID string) {
 	t.Helper()
 	for deadline := time.Now().Add(waitFor); ; time.Sleep(time.Millisecond) {
-		b.mu.Lock()
-		_, synced := b.synced[thingID]
-		live := len(b.live[thingID])
-		b.mu.Unlock()
-		if synced && live > 0 {
+		synced, live := b.push.Synced(thingID), b.Subscribed(thingID)
+		if synced {
 			return
 		}
 		if time.Now().After(deadline) {

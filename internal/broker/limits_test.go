@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -143,7 +144,7 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 	var pending []store.Command
 	for {
 		var err error
-		if pending, err = f.store.PendingCommands(context.Background(), f.thing.ID); err != nil {
+		if pending, err = f.store.PendingCommands(context.Background(), f.thing.ID, "", 0); err != nil {
 			t.Fatal(err)
 		}
 		if len(pending) < n || time.Now().After(deadline) {
@@ -257,5 +258,52 @@ func TestCloseWhileClientsLeave(t *testing.T) {
 		case <-time.After(waitFor):
 			t.Fatalf("round %d: Close still running after %v with clients leaving", round, waitFor)
 		}
+	}
+}
+
+// TestNonReadingSubscriberHoldsLittle: what the server holds for a
+// subscribed thing that never reads is bounded by its in-flight window and
+// the socket buffers, not by how many commands are pending: 60 commands of
+// 900 KB (54 MB) waiting for a connection whose socket is full grow the
+// heap by a few pages of the scan, not by all of them (mochi's broker
+// queued every one: 150 such commands grew the heap by 225 MB).
+func TestNonReadingSubscriberHoldsLittle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores 54 MB of commands")
+	}
+	f := newFixture(t, Config{WriteTimeout: time.Minute})
+	big := `[{"a":{"v":"` + strings.Repeat("x", 900<<10) + `"}}]`
+	const n = 60
+	for i := range n {
+		now := time.Now()
+		c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
+			Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(big), CreatedAt: now, ModifiedAt: now}
+		if err := f.store.CreateCommand(context.Background(), c, 0); err != nil {
+			t.Fatal(err)
+		}
+		f.api.Push(context.Background(), c) // as REST does; not subscribed yet: kept
+	}
+	conn, code := rawConnect(t, f.tcp.Addr().String(), f.inst.MQTTTopic, f.inst.Username, f.password)
+	if code != 0 {
+		t.Fatalf("CONNACK %#x", code)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(64 << 10) // a small device
+	}
+	var before, during runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rawSubscribe(t, conn, f.inst.MQTTTopic) // the SUBACK starts the push; we never read
+	// The push fills the socket buffers and blocks in its write.
+	time.Sleep(time.Second)
+	runtime.GC()
+	runtime.ReadMemStats(&during)
+	if f.api.Connections() != 1 {
+		t.Fatal("the subscriber was disconnected before the measure")
+	}
+	grown := int64(during.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("heap grew by %.1f MB with %d MB pending", float64(grown)/(1<<20), n*900>>10)
+	if limit := int64(16 << 20); grown > limit {
+		t.Fatalf("heap grew by %.1f MB for a thing that does not read, want at most %d MB", float64(grown)/(1<<20), limit>>20)
 	}
 }

@@ -292,9 +292,9 @@ func (t timedStore) CreateCommand(ctx context.Context, c store.Command, maxPendi
 	return t.Store.CreateCommand(ctx, c, maxPending)
 }
 
-func (t timedStore) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {
+func (t timedStore) PendingCommands(ctx context.Context, thingID, afterID string, limit int) ([]store.Command, error) {
 	defer t.since("pending_commands", time.Now())
-	return t.Store.PendingCommands(ctx, thingID)
+	return t.Store.PendingCommands(ctx, thingID, afterID, limit)
 }
 
 func (t timedStore) MarkDelivered(ctx context.Context, thingID, id string, at time.Time) (bool, error) {

@@ -102,10 +102,23 @@ func (db *DB) Commands(ctx context.Context, thingID, paginationKey string, limit
 	return cmds, "", nil
 }
 
-// PendingCommands returns the thing's commands still in state SENDING,
-// oldest first.
-func (db *DB) PendingCommands(ctx context.Context, thingID string) ([]store.Command, error) {
-	rows, err := db.rs.pendingCommands.QueryContext(ctx, thingID)
+// pendingCommandsQuery pages the thing's SENDING commands by seq, the
+// creation order, after the seq of the command ?2 (0, the start, when the
+// thing has no such command); a negative LIMIT means no limit in SQLite.
+// The partial index commands_sending serves it (plan_test.go).
+const pendingCommandsQuery = `SELECT ` + commandCols + ` FROM commands WHERE thing_id = ?1 AND state = 'SENDING'
+	AND seq > COALESCE((SELECT seq FROM commands WHERE id = ?2 AND thing_id = ?1), 0)
+	ORDER BY seq LIMIT ?3`
+
+// PendingCommands returns the thing's commands still in state SENDING in
+// creation order, after the command afterID (empty, or not the thing's: from
+// the first), at most limit (all when limit <= 0).
+func (db *DB) PendingCommands(ctx context.Context, thingID, afterID string, limit int) ([]store.Command, error) {
+	sqlLimit := int64(-1)
+	if limit > 0 {
+		sqlLimit = int64(limit)
+	}
+	rows, err := db.rs.pendingCommands.QueryContext(ctx, thingID, afterID, sqlLimit)
 	if err != nil {
 		return nil, fmt.Errorf("pending commands of %q: %w", thingID, err)
 	}

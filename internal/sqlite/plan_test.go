@@ -19,7 +19,7 @@ func TestSendingQueriesUseIndexes(t *testing.T) {
 		args  []any
 		index string
 	}{
-		{`SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND state = 'SENDING' ORDER BY seq`, []any{"th"}, "commands_sending"},
+		{pendingCommandsQuery, []any{"th", "c1", 8}, "commands_sending"},
 		{`SELECT COUNT(*) FROM (SELECT 1 FROM commands WHERE thing_id = ? AND state = 'SENDING' LIMIT ?)`, []any{"th", 5}, "commands_sending"},
 		{`SELECT DISTINCT thing_id FROM commands WHERE state = 'SENDING' ORDER BY thing_id`, nil, "commands_sending"},
 		{`UPDATE commands SET state = 'EXPIRED', modified_at = 0 WHERE seq IN

@@ -435,7 +435,7 @@ func TestCommandsRowidMigration(t *testing.T) {
 			t.Fatalf("%s after the migration: %v, %v; want %s", id, c.State, err, want)
 		}
 	}
-	if pending, err := db.PendingCommands(ctx, "th.1"); err != nil || len(pending) != 1 || pending[0].ID != "c1" {
+	if pending, err := db.PendingCommands(ctx, "th.1", "", 0); err != nil || len(pending) != 1 || pending[0].ID != "c1" {
 		t.Fatalf("PendingCommands after the migration = %v, %v; want c1", pending, err)
 	}
 	must(t, db.CreateCommand(ctx, store.Command{ID: "c4", AppID: "app1", ThingID: "th.1", State: store.CommandSending}, 0))

@@ -123,8 +123,7 @@ func (db *DB) prepare(ctx context.Context) error {
 		// A negative LIMIT means no limit in SQLite.
 		{&db.rs.commandsFrom, `SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND seq < ?
 			ORDER BY seq DESC LIMIT ?`},
-		{&db.rs.pendingCommands, `SELECT ` + commandCols + ` FROM commands WHERE thing_id = ? AND state = 'SENDING'
-			ORDER BY seq`},
+		{&db.rs.pendingCommands, pendingCommandsQuery},
 		{&db.rs.states, `SELECT ` + stateCols + ` FROM states WHERE thing_id = ? ORDER BY alias`},
 		{&db.rs.enabledTriggers, `SELECT ` + triggerCols + ` FROM triggers WHERE event_source = ? AND disabled = 0
 			AND thing_id = ? ORDER BY seq`},

@@ -288,7 +288,7 @@ func TestCheckpointsOffTheWriter(t *testing.T) {
 	if frames != copied {
 		t.Fatalf("WAL has %d frames, %d copied back", frames, copied)
 	}
-	pending, err := db.PendingCommands(ctx, "th.1")
+	pending, err := db.PendingCommands(ctx, "th.1", "", 0)
 	if err != nil || len(pending) != 200 {
 		t.Fatalf("PendingCommands = %d commands, %v; want 200", len(pending), err)
 	}
@@ -328,7 +328,7 @@ func TestHousekeepingInChunks(t *testing.T) {
 	if tx := db.WriteStats().Transactions - before; tx < 3 {
 		t.Errorf("expired %d commands in %d transactions; want chunks of %d", n, tx, housekeepingChunk)
 	}
-	if pending, err := db.PendingCommands(ctx, "th.1"); err != nil || len(pending) != 0 {
+	if pending, err := db.PendingCommands(ctx, "th.1", "", 0); err != nil || len(pending) != 0 {
 		t.Errorf("after expiry: %d pending, %v", len(pending), err)
 	}
 }

@@ -284,9 +284,13 @@ type Store interface {
 	// (all when limit <= 0), starting after the position named by
 	// paginationKey ("" for the first page). next is "" on the last page.
 	Commands(ctx context.Context, thingID, paginationKey string, limit int) (cmds []Command, next string, err error)
-	// PendingCommands returns the thing's commands still in state SENDING,
-	// oldest first.
-	PendingCommands(ctx context.Context, thingID string) ([]Command, error)
+	// PendingCommands returns the thing's commands still in state SENDING
+	// in creation order, after the command afterID (empty: from the first),
+	// at most limit (all when limit <= 0). An afterID the thing has no
+	// command of reads as empty. Pages in this order stay consistent while
+	// commands are added and change state: a command SENDING throughout is
+	// on exactly one page.
+	PendingCommands(ctx context.Context, thingID, afterID string, limit int) ([]Command, error)
 	// PendingThings returns the IDs of the things that have commands in
 	// state SENDING.
 	PendingThings(ctx context.Context) ([]string, error)

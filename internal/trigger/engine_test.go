@@ -206,7 +206,7 @@ func TestPendingBound(t *testing.T) {
 	if got := f.commands("th.1"); got != 2 {
 		t.Fatalf("%d commands after 3 firings with a bound of 2, want 2", got)
 	}
-	pending, err := f.st.PendingCommands(t.Context(), "th.1")
+	pending, err := f.st.PendingCommands(t.Context(), "th.1", "", 0)
 	must(t, err)
 	_, err = f.st.MarkDelivered(t.Context(), "th.1", pending[0].ID, f.clock.Now())
 	must(t, err)

@@ -256,7 +256,7 @@ func testExpireCommands(t *testing.T, s store.Store) {
 		must(t, "Command", err)
 		diff(t, "untouched command "+c.ID, got, c)
 	}
-	pending, err := s.PendingCommands(ctx, "th.1")
+	pending, err := s.PendingCommands(ctx, "th.1", "", 0)
 	must(t, "PendingCommands", err)
 	if len(pending) != 1 || pending[0].ID != "young" {
 		t.Fatalf("pending after expiry: %v", pending)

@@ -80,7 +80,7 @@ func testPendingCommands(t *testing.T, s store.Store) {
 	setup(t, s)
 	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
 
-	pending, err := s.PendingCommands(ctx, "th.1")
+	pending, err := s.PendingCommands(ctx, "th.1", "", 0)
 	must(t, "PendingCommands on no commands", err)
 	if len(pending) != 0 {
 		t.Fatalf("PendingCommands=%v, want none", pending)
@@ -96,7 +96,7 @@ func testPendingCommands(t *testing.T, s store.Store) {
 	_, err = s.SetActionResults(ctx, "th.1", "c3", json.RawMessage(`[]`), store.CommandDone, at(11))
 	must(t, "SetActionResults", err)
 
-	pending, err = s.PendingCommands(ctx, "th.1")
+	pending, err = s.PendingCommands(ctx, "th.1", "", 0)
 	must(t, "PendingCommands", err)
 	diff(t, "PendingCommands oldest first", pending, []store.Command{
 		newCommand("th.1", "c0", 0), newCommand("th.1", "c2", 2), newCommand("th.1", "c4", 4),
@@ -122,6 +122,78 @@ func testPendingCommands(t *testing.T, s store.Store) {
 			t.Errorf("after CreateCommand(%s, max %d): Command = %v; stored iff accepted", tt.thing, tt.max, err)
 		}
 	}
+}
+
+// testPendingCommandsPaging: the SENDING commands page in creation order
+// after afterID, at most limit; a page walk survives commands changing state
+// and being added meanwhile, and an afterID that is not the thing's reads as
+// the start.
+func testPendingCommandsPaging(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s)
+	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
+	const n = 7
+	var want []string // oldest first
+	for i := range n {
+		id := fmt.Sprint("c", i)
+		must(t, "CreateCommand", s.CreateCommand(ctx, newCommand("th.1", id, 0), 0))
+		must(t, "CreateCommand th.2", s.CreateCommand(ctx, newCommand("th.2", "other-"+id, 0), 0))
+		want = append(want, id)
+	}
+	walk := func(t *testing.T, limit int, between func(page int)) []string {
+		t.Helper()
+		var got []string
+		after := ""
+		for page := 0; ; page++ {
+			if page > n+2 {
+				t.Fatalf("paging did not end after %d pages; got %v", page, got)
+			}
+			cmds, err := s.PendingCommands(ctx, "th.1", after, limit)
+			must(t, "PendingCommands", err)
+			if limit > 0 && len(cmds) > limit {
+				t.Fatalf("page %d has %d commands, limit %d", page, len(cmds), limit)
+			}
+			got = append(got, ids(cmds)...)
+			if limit <= 0 || len(cmds) < limit {
+				return got
+			}
+			after = cmds[len(cmds)-1].ID
+			if between != nil {
+				between(page)
+			}
+		}
+	}
+	for _, limit := range []int{-1, 0, 1, 2, 3, n - 1, n, n + 1} {
+		t.Run(fmt.Sprint("limit=", limit), func(t *testing.T) {
+			diff(t, "walked pending commands", walk(t, limit, nil), want)
+		})
+	}
+	t.Run("unknown afterID", func(t *testing.T) {
+		for _, after := range []string{"nope", "other-c3"} {
+			cmds, err := s.PendingCommands(ctx, "th.1", after, 2)
+			must(t, "PendingCommands", err)
+			diff(t, "PendingCommands after "+after, ids(cmds), want[:2])
+		}
+	})
+	t.Run("walk while marking and adding", func(t *testing.T) {
+		// After the first page of 2 (c0, c1): c1, the afterID of the next
+		// page, and c4 are delivered, and a command is added.
+		got := walk(t, 2, func(page int) {
+			if page != 0 {
+				return
+			}
+			for _, id := range []string{"c1", "c4"} {
+				if ok, err := s.MarkDelivered(ctx, "th.1", id, at(9)); err != nil || !ok {
+					t.Fatalf("MarkDelivered(%s)=%v, %v; want true, nil", id, ok, err)
+				}
+			}
+			must(t, "CreateCommand late", s.CreateCommand(ctx, newCommand("th.1", "late", 0), 0))
+		})
+		diff(t, "walk while marking and adding", got, []string{"c0", "c1", "c2", "c3", "c5", "c6", "late"})
+	})
+	full, err := s.PendingCommands(ctx, "th.1", "c5", 1)
+	must(t, "PendingCommands after c5", err)
+	diff(t, "full record", full, []store.Command{newCommand("th.1", "c6", 0)})
 }
 
 func testMarkDelivered(t *testing.T, s store.Store) {

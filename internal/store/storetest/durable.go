@@ -70,7 +70,7 @@ func RunDurable(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 		check("app Token", tok, extraToken, err)
 		cmds, _, err := s.Commands(ctx, "th.1", "", 0)
 		check("Commands", cmds, []store.Command{c3, c2, c1}, err)
-		pending, err := s.PendingCommands(ctx, "th.1")
+		pending, err := s.PendingCommands(ctx, "th.1", "", 0)
 		check("PendingCommands", pending, []store.Command{c1}, err)
 		states, err := s.States(ctx, "th.1")
 		check("States", states, []store.State{

@@ -141,7 +141,7 @@ func testConcurrentWrites(t *testing.T, s store.Store) {
 					Aliases: map[string]json.RawMessage{"a": raw(fmt.Sprintf(`{"f%d_%d":%d}`, w, i, i))}}); err != nil {
 					errs <- fmt.Errorf("WriteStates %s: %w", id, err)
 				}
-				if _, err := s.PendingCommands(ctx, "th.1"); err != nil {
+				if _, err := s.PendingCommands(ctx, "th.1", "", 0); err != nil {
 					errs <- fmt.Errorf("PendingCommands: %w", err)
 				}
 			}

@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CommandRoundTrip", testCommandRoundTrip},
 		{"CommandNotFound", testCommandNotFound},
 		{"PendingCommands", testPendingCommands},
+		{"PendingCommandsPaging", testPendingCommandsPaging},
 		{"MarkDelivered", testMarkDelivered},
 		{"SetActionResults", testSetActionResults},
 		{"CommandsPagination", testCommandsPagination},

@@ -1,4 +1,4 @@
-package broker
+package push
 
 import (
 	"encoding/json"
@@ -37,4 +37,11 @@ func CommandPayload(c store.Command) ([]byte, error) {
 		p.Target = "thing:" + c.ThingID
 	}
 	return json.Marshal(p)
+}
+
+// commandSize is what holding the command costs, roughly: its variable
+// parts, which dominate.
+func commandSize(c *store.Command) int {
+	return len(c.ID) + len(c.AppID) + len(c.ThingID) + len(c.Issuer) + len(c.Schema) + len(c.Actions) +
+		len(c.ActionResults) + len(c.Title) + len(c.Description) + len(c.Metadata)
 }
