@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -18,7 +17,7 @@ import (
 
 func init() {
 	add(&node{name: "bench", summary: "load a server on loopback: " + strings.Join(bench.Scenarios, ", "),
-		args: "SCENARIO", nargs: 1, choices: append(slices.Clone(bench.Scenarios), "mochi"), long: benchUsage, flags: runBench})
+		args: "SCENARIO", nargs: 1, choices: bench.Scenarios, long: benchUsage, flags: runBench})
 }
 
 const benchUsage = `Scenarios (thingif):
@@ -32,7 +31,6 @@ const benchUsage = `Scenarios (thingif):
 Scenarios (any MQTT broker, --broker):
   pubsub    K clients on unique topics, QoS 1, --rate messages/s in all: one publisher→subscriber hop
   echo      K requesters and one responder, QoS 1, closed loop: request→echo round trips
-  mochi     run a plain mochi-mqtt broker (allow all) on --addr until interrupted: a baseline
 
 Every address must be on loopback. The thingif target is --onboard/--mqtt/--rest, or --embedded
 for a server in this process (its memory then includes the load generator's).
@@ -49,24 +47,16 @@ func runBench(fs *flagSet) action {
 	fs.secretFile(&key, "key", "app key")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("quiet", false, "no progress bar, even on a terminal")
-	addr := fs.String("addr", "127.0.0.1:1885", "mochi: listen `addr`ess")
 	return func(ctx context.Context, s stdio, args []string) error {
 		stdout, stderr := s.out, s.err
 		cfg.Scenario = args[0]
-		if !slices.Contains(bench.Scenarios, cfg.Scenario) && cfg.Scenario != "mochi" {
-			return usagef("unknown scenario %q: want one of %s, mochi", cfg.Scenario, strings.Join(bench.Scenarios, ", "))
+		if !slices.Contains(bench.Scenarios, cfg.Scenario) {
+			return usagef("unknown scenario %q: want one of %s", cfg.Scenario, strings.Join(bench.Scenarios, ", "))
 		}
 		if limit, err := raiseFileLimit(); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
 		} else if !*quiet {
 			fmt.Fprintf(stderr, "open files limit %d\n", limit)
-		}
-		if cfg.Scenario == "mochi" {
-			if !strings.HasPrefix(*addr, "127.") {
-				return fmt.Errorf("bench: mochi listens on loopback only, not %s", *addr)
-			}
-			fmt.Fprintf(stdout, "mochi listening on %s, pid %d\n", *addr, os.Getpid())
-			return bench.ServeMochi(ctx, *addr, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 		}
 		if app != "" {
 			if !strings.Contains(app, ":") {

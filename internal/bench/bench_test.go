@@ -2,11 +2,17 @@ package bench
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"testing"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/server"
@@ -90,7 +96,7 @@ func TestBaselinesAgainstMochi(t *testing.T) {
 	l.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- ServeMochi(ctx, addr, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serveMochi(ctx, addr, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() { cancel(); <-done })
 	for range 100 {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -175,3 +181,38 @@ func TestPace(t *testing.T) {
 		t.Fatalf("%d events after stop closed at the 5th", fired)
 	}
 }
+
+// serveMochi runs a plain mochi-mqtt broker, allowing everyone, on addr
+// until ctx ends: a routing broker for the scenarios that need one (pubsub,
+// echo), in the test only, so the binary does not link mochi's broker.
+func serveMochi(ctx context.Context, addr string, log *slog.Logger) error {
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		return fmt.Errorf("mochi: %w", err)
+	}
+	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
+		return fmt.Errorf("mochi: %w", err)
+	}
+	if err := srv.Serve(); err != nil {
+		return fmt.Errorf("mochi: %w", err)
+	}
+	<-ctx.Done()
+	if err := srv.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("mochi: %w", err)
+	}
+	return nil
+}
+
+// allowAll lets every client connect, publish and subscribe, as mochi's
+// hooks/auth AllowHook does (which would pull in a YAML module).
+type allowAll struct{ mqtt.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+
+func (*allowAll) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }

@@ -3,17 +3,11 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // rawClients connects k plain clients to the broker, each subscribed at
@@ -175,38 +169,3 @@ func (r *run) echo(ctx context.Context, res *Result) error {
 	res.addLatencies("round trip", lat)
 	return nil
 }
-
-// ServeMochi runs a plain mochi-mqtt broker, allowing everyone, on addr
-// until ctx ends: the baseline thingif's brokers are built on, with mochi's
-// default capabilities and buffers.
-func ServeMochi(ctx context.Context, addr string, log *slog.Logger) error {
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: log})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		return fmt.Errorf("mochi: %w", err)
-	}
-	if err := srv.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})); err != nil {
-		return fmt.Errorf("mochi: %w", err)
-	}
-	if err := srv.Serve(); err != nil {
-		return fmt.Errorf("mochi: %w", err)
-	}
-	<-ctx.Done()
-	if err := srv.Close(); err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("mochi: %w", err)
-	}
-	return nil
-}
-
-// allowAll lets every client connect, publish and subscribe, as mochi's
-// hooks/auth AllowHook does (which would pull in a YAML module).
-type allowAll struct{ mqtt.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-
-func (*allowAll) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-func (*allowAll) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
-
-func (*allowAll) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
