@@ -198,15 +198,77 @@ func putWriteBuffer(b *bytes.Buffer) {
 }
 
 // serve runs the connection: its CONNECT, then the read loop, then the
-// Handler's Disconnected.
+// Handler's Disconnected. The connection's own goroutine only waits for
+// bytes (reader.idle); everything else runs on short-lived goroutines
+// (deep), so that it lives in its initial 2 KiB stack.
 func (c *Conn) serve() {
 	var err error
-	deep(func() { err = c.handshake() })
+	if p := deep(func() {
+		if err = c.handshake(); err == nil {
+			c.readDeadline()
+		}
+	}); p != nil {
+		err = panicError{p}
+	}
+	for err == nil {
+		if err = c.rd.idle(); err == nil {
+			if p := deep(func() { err = c.next() }); p != nil {
+				err = panicError{p}
+			}
+		}
+	}
+	if p := deep(func() { c.finish(err) }); p != nil {
+		panic(p)
+	}
+	if pe, ok := err.(panicError); ok {
+		panic(pe.v) // for Server.end to log
+	}
+}
+
+// panicError ends a connection on which the handling of a packet
+// panicked: the connection ends as on any other error (its Handler's
+// Disconnected runs, so no session outlives it), then the panic is raised
+// again for Server.end to log.
+type panicError struct{ v any }
+
+func (e panicError) Error() string { return fmt.Sprintf("panic handling a packet (%T)", e.v) }
+
+// readDeadline sets the deadline of the next packet: 1.5 × keep-alive.
+func (c *Conn) readDeadline() {
+	if c.keepalive > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.keepalive)) // [MQTT-3.1.2-24]
+	}
+}
+
+// next reads and handles one packet, then sets the next one's deadline.
+func (c *Conn) next() error {
+	fh, body, err := c.rd.packet(c.srv.cfg.MaxPacketSize)
 	if err == nil {
-		err = c.readLoop()
+		err = c.handle(fh, body)
+	}
+	if err == nil {
+		c.readDeadline()
+	}
+	return err
+}
+
+// finish ends the connection: an error that is an MQTT 5 reason code is
+// sent to MQTT 5 clients in a DISCONNECT, and an accepted connection's
+// Handler hears of its end.
+func (c *Conn) finish(err error) {
+	c.rd.release()
+	if errors.Is(err, errClientDisconnect) {
+		err = nil
+	}
+	var code packets.Code
+	var pe panicError
+	if errors.As(err, &pe) {
+		c.Disconnect(packets.ErrUnspecifiedError)
+	} else if c.version == 5 && errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code {
+		c.Disconnect(code)
 	}
 	if c.admitted {
-		deep(func() { c.srv.h.Disconnected(c, err) })
+		c.srv.h.Disconnected(c, err)
 	}
 	c.close()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -314,35 +376,6 @@ func (c *Conn) connack(pk *packets.Packet) *packets.Packet {
 // errRefusedPublish ends a connection whose PUBLISH the Handler refused.
 var errRefusedPublish = packets.ErrNotAuthorized
 
-// readLoop reads packets until the connection ends, handling each on a
-// goroutine of its own (deep). An error that is an MQTT 5 reason code is
-// sent to MQTT 5 clients in a DISCONNECT.
-func (c *Conn) readLoop() error {
-	defer c.rd.release()
-	var err error
-	for err == nil {
-		if c.keepalive > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepalive)) // [MQTT-3.1.2-24]
-		}
-		if err = c.rd.idle(); err != nil {
-			break
-		}
-		var fh packets.FixedHeader
-		var body []byte
-		if fh, body, err = c.rd.packet(c.srv.cfg.MaxPacketSize); err == nil {
-			deep(func() { err = c.handle(fh, body) })
-		}
-	}
-	if errors.Is(err, errClientDisconnect) {
-		return nil
-	}
-	var code packets.Code
-	if c.version == 5 && errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code {
-		deep(func() { c.Disconnect(code) })
-	}
-	return err
-}
-
 // errClientDisconnect: the client sent DISCONNECT.
 var errClientDisconnect = errors.New("client disconnected")
 
@@ -388,8 +421,8 @@ func (c *Conn) handle(fh packets.FixedHeader, body []byte) error {
 // garbage collection finds it idle (and the memory freed then stays with
 // the process), so 19,000 idle things would otherwise hold 8 to 16 KiB of
 // stack each instead of 2 (BenchmarkIdleConnMemory). A panic in f is
-// raised again here, where the connection's recover takes it.
-func deep(f func()) {
+// recovered and returned.
+func deep(f func()) (panicked any) {
 	var v any
 	done := make(chan struct{})
 	go func() {
@@ -398,9 +431,7 @@ func deep(f func()) {
 		f()
 	}()
 	<-done
-	if v != nil {
-		panic(v)
-	}
+	return v
 }
 
 // safeDecode runs a codec decode function, turning a panic into a

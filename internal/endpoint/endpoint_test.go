@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -575,4 +576,68 @@ func TestCloseWithBlockedWriter(t *testing.T) {
 		t.Fatal("the blocked write succeeded")
 	}
 	c.c.Close()
+}
+
+// panicker is a recorder whose Publish panics on topic "panic".
+type panicker struct{ recorder }
+
+func (p *panicker) Publish(ctx context.Context, c *Conn, pk *packets.Packet) (*packets.Packet, bool) {
+	if pk.TopicName == "panic" {
+		panic("handler bug")
+	}
+	return p.recorder.Publish(ctx, c, pk)
+}
+
+// TestHandlerPanic: a panic in a Handler ends its connection (MQTT 5:
+// DISCONNECT 0x80), its Disconnected still runs, so no session outlives
+// the connection, the panic is logged without its value, and the server
+// goes on serving.
+func TestHandlerPanic(t *testing.T) {
+	var logs syncBuffer
+	h := &panicker{}
+	_, addr := start(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, h)
+	c := connect(t, addr, 5, "a")
+	c.send(publish("panic", 0, 0, "secret"))
+	if got := c.outcome(waitFor); got != "disconnect 0x80" {
+		t.Fatalf("got %s, want disconnect 0x80", got)
+	}
+	if got := c.outcome(waitFor); got != "closed" {
+		t.Fatalf("after the DISCONNECT: %s", got)
+	}
+	deadline := time.Now().Add(waitFor)
+	for !strings.Contains(logs.String(), "panic serving a connection") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.mu.Lock()
+	ended := append([]error(nil), h.ended...)
+	h.mu.Unlock()
+	if len(ended) != 1 || ended[0] == nil {
+		t.Fatalf("Disconnected causes %v, want one error", ended)
+	}
+	if out := logs.String(); !strings.Contains(out, "panic serving a connection") || strings.Contains(out, "handler bug") || strings.Contains(out, "secret") {
+		t.Fatalf("log:\n%s", out)
+	}
+	next := connect(t, addr, 4, "b")
+	next.send(publish("req/x", 0, 0, "y"))
+	if got := next.outcome(waitFor); got != "publish answer/req/x" {
+		t.Fatalf("after the panic, a new connection: %s", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
