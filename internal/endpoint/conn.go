@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -280,7 +282,7 @@ func (c *Conn) finish(err error) {
 func (c *Conn) handshake() error {
 	s := c.srv
 	_ = c.nc.SetDeadline(time.Now().Add(s.cfg.ConnectTimeout))
-	c.rd.nc = c.nc
+	c.rd.attach(c.nc)
 	fh, body, err := c.rd.packet(s.cfg.MaxPacketSize)
 	if err != nil {
 		return fmt.Errorf("read CONNECT: %w", err)
@@ -566,12 +568,29 @@ func (c *Conn) unsubscribe(pk *packets.Packet, body []byte) error {
 // and takes a pooled buffer only when bytes arrive, giving it back once
 // they are used up. Each packet's body is read into a slice of its own,
 // exactly its size (the decoded packet keeps slices of it).
+//
+// On a plain TCP connection it reads through the socket's RawConn
+// instead: the buffer is taken when the socket is readable and given back
+// if the read finds nothing, so one system call reads the whole packet
+// (and what follows it) where the 2-byte read and the read of the rest
+// took two.
 type reader struct {
 	nc   net.Conn
+	raw  syscall.RawConn // nc's, when nc is a *net.TCPConn; else nil
 	tiny [2]byte
 	buf  *[]byte // pooled; nil while idle
 	r, w int
 	held atomic.Bool // buf != nil, for tests to read from outside the loop
+}
+
+// attach makes nc the connection read.
+func (rd *reader) attach(nc net.Conn) {
+	rd.nc, rd.raw = nc, nil
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			rd.raw = raw
+		}
+	}
 }
 
 const readBufferSize = 4 << 10
@@ -595,22 +614,14 @@ func (rd *reader) idle() error {
 	if rd.buf != nil {
 		return nil
 	}
-	for {
-		n, err := rd.nc.Read(rd.tiny[:])
-		if n > 0 {
-			rd.buf = readBuffers.Get().(*[]byte)
-			rd.held.Store(true)
-			rd.r, rd.w = 0, copy(*rd.buf, rd.tiny[:n])
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return rd.fill()
 }
 
 // fill reads more bytes; it is called only when none are buffered.
 func (rd *reader) fill() error {
+	if rd.buf == nil && rd.raw != nil {
+		return rd.rawFill()
+	}
 	if rd.buf == nil {
 		for {
 			n, err := rd.nc.Read(rd.tiny[:])
@@ -635,6 +646,40 @@ func (rd *reader) fill() error {
 			return err
 		}
 	}
+}
+
+// rawFill waits until the socket is readable and reads what it has into
+// a pooled buffer, taken only for the read. The wait honours the
+// connection's read deadline and its closing, as Read does.
+func (rd *reader) rawFill() error {
+	var rerr error
+	err := rd.raw.Read(func(fd uintptr) bool {
+		buf := readBuffers.Get().(*[]byte)
+		for {
+			n, err := syscall.Read(int(fd), *buf)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				readBuffers.Put(buf)
+				return false // wait until readable
+			case err != nil:
+				readBuffers.Put(buf)
+				rerr = &net.OpError{Op: "read", Net: "tcp", Source: rd.nc.LocalAddr(), Addr: rd.nc.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+			case n == 0:
+				readBuffers.Put(buf)
+				rerr = io.EOF
+			default:
+				rd.buf, rd.r, rd.w = buf, 0, n
+				rd.held.Store(true)
+			}
+			return true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return rerr
 }
 
 // ReadByte implements io.ByteReader for packets.DecodeLength.

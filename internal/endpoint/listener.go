@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ func Listen(t Transport, addr string, tlsConfig *tls.Config) (*Listener, error) 
 	default:
 		return nil, fmt.Errorf("listen %s: unknown transport", t)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenConfig.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", t, err)
 	}
