@@ -25,6 +25,7 @@ if [[ -n "${QUICK:-}" ]]; then
 	N_CONNECT=500 N_ONBOARD=100 K_PUSH=100 RATE=500 RATE_LOW=250 K_ECHO=20 DUR=2s
 fi
 PORT_MOSQ=31883 PORT_OB=31885 PORT_API=31886 PORT_HTTP=31880 PORT_PPROF=31860
+PORT_API_TLS=31887 PORT_API_WS=31888 PORT_API_WSS=31889
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d)
@@ -88,8 +89,17 @@ stop "$MOSQ"
 # onboarding 19,000 things at the default cost would take minutes.
 start_thingif "$work/data-connect" --password-hash-memory 64
 run onboard-thingif-cheap-hash onboard "${TI[@]}" -n "$N_ONBOARD" -c "$C_ONBOARD" --pid "$SERVE"
-run connect-thingif connect "${TI[@]}" -n "$N_CONNECT" --pid "$SERVE"
+run connect-thingif connect "${TI[@]}" -n "$N_CONNECT" --pid "$SERVE" --things "$work/things-connect.json"
 stop "$SERVE"
+# The same things over TLS and WebSocket, each on a fresh server (a Go
+# process keeps the heap it grew, so a second run in one process would
+# measure nothing). The generator does not verify the self-signed
+# certificate thingif generates in its data directory.
+for tr in tls ws wss; do
+	start_thingif "$work/data-connect" --mqtt-tls 127.0.0.1:$PORT_API_TLS --mqtt-ws 127.0.0.1:$PORT_API_WS --mqtt-wss 127.0.0.1:$PORT_API_WSS
+	run connect-thingif-$tr connect "${TI[@]}" -n "$N_CONNECT" --pid "$SERVE" --things "$work/things-connect.json" --transport $tr --mqtt 127.0.0.1:$(eval echo \$PORT_API_${tr^^})
+	stop "$SERVE"
+done
 
 # 2. Messaging, thingif and the baselines in turn, one server running at a time.
 start_thingif "$work/data"
@@ -128,6 +138,7 @@ f=$(mktemp)
 	cpu_us_n() { awk -v c="$(m "$1" 'server CPU')" -v n="$(m "$1" "$2")" -v d="${DUR%s}" 'BEGIN { if (n == 0) print "n/a"; else printf "%.0f", c / 100 * d * 1e6 / n }'; }
 	R=$(m connect-thingif 'server RSS per connection')
 	echo "| server memory per connected thing, $N_CONNECT idle, TCP (RSS) | $(printf '%.1f' "$R") KiB | mosquitto $(m connect-mosquitto 'server RSS per connection' | xargs printf '%.1f') KiB | | ≤ 6 KiB: $(pass "$R" '<=' 6) |"
+	echo "| the same over TLS / WebSocket / WebSocket over TLS (RSS) | $(for tr in tls ws wss; do m connect-thingif-$tr 'server RSS per connection' | xargs printf '%.1f\n'; done | paste -sd/ | sed 's|/| / |g') KiB | | | (reported) |"
 	C=$(m connect-thingif 'connects/s (CONNECT+SUBSCRIBE)'); MC=$(m connect-mosquitto 'connects/s (CONNECT+SUBSCRIBE)')
 	echo "| API-broker connects/s (CONNECT + SUBSCRIBE) | $(printf '%.0f' "$C") | mosquitto $(printf '%.0f' "$MC") | $(ratio "$C" "$MC") × mosquitto | ≥ 1.0 × mosquitto: $(pass "$(ratio "$C" "$MC")" '>=' 1.0) |"
 	P50=$(m push-thingif 'push due→thing received p50'); MP50=$(m pubsub-mosquitto 'hop due→received p50')
@@ -140,13 +151,18 @@ f=$(mktemp)
 	echo "| measure | thingif | baseline | ratio |"
 	echo "|---|---:|---:|---:|"
 	echo "| server CPU per pushed command at $RATE/s | $(cpu_us push-thingif 'delivered/s') µs | mosquitto per pubsub message $(cpu_us_n pubsub-mosquitto 'messages received') µs | |"
+	echo "| server CPU per connect (CONNECT + SUBSCRIBE) | $(cpu_us connect-thingif 'connects/s (CONNECT+SUBSCRIBE)') µs | mosquitto $(cpu_us connect-mosquitto 'connects/s (CONNECT+SUBSCRIBE)') µs | |"
+	echo "| connects/s over TLS / WebSocket / WebSocket over TLS | $(for tr in tls ws wss; do m connect-thingif-$tr 'connects/s (CONNECT+SUBSCRIBE)' | xargs printf '%.0f\n'; done | paste -sd/ | sed 's|/| / |g') | | |"
 	echo "| server CPU per state upload, K=$K_ECHO | $(cpu_us state-thingif 'uploads/s') µs | mosquitto per echo round trip (two messages) $(cpu_us echo-mosquitto 'round trips/s') µs | |"
 	echo "| first onboardings/s, default hashing (argon2id 19 MiB, 2 passes), C=$C_ONBOARD | $(m onboard-thingif 'onboardings/s' | xargs printf '%.0f') | with --password-hash-memory 64: $(m onboard-thingif-cheap-hash 'onboardings/s' | xargs printf '%.0f') | |"
 	echo "| push p99 at $RATE/s over $K_PUSH things | $(m push-thingif 'push due→thing received p99' | xargs printf '%.2f') ms | mosquitto $(m pubsub-mosquitto 'hop due→received p99' | xargs printf '%.2f') ms | |"
 	P50=$(m push-low-thingif 'push due→thing received p50'); MP50=$(m pubsub-low-mosquitto 'hop due→received p50')
 	echo "| push p50 / p99 at $RATE_LOW/s over $K_PUSH things | $(printf '%.2f' "$P50") / $(m push-low-thingif 'push due→thing received p99' | xargs printf '%.2f') ms | mosquitto pubsub $(printf '%.2f' "$MP50") / $(m pubsub-low-mosquitto 'hop due→received p99' | xargs printf '%.2f') ms | $(ratio "$P50" "$MP50") × mosquitto |"
 	echo "| commands delivered/s, offered $RATE/s | $(m push-thingif 'delivered/s' | xargs printf '%.0f') | | |"
-	echo "| server Go heap / goroutine stacks per idle connected thing | $(m connect-thingif 'server Go heap in use per connection' | xargs printf '%.2f') / $(m connect-thingif 'server goroutine stacks per connection' | xargs printf '%.2f') KiB | | |"
+	for tr in "" -tls -ws -wss; do
+		label=${tr#-}; label=${label:-tcp}
+		echo "| server Go heap / goroutine stacks per idle connected thing, $label | $(m connect-thingif$tr 'server Go heap in use per connection' | xargs printf '%.2f') / $(m connect-thingif$tr 'server goroutine stacks per connection' | xargs printf '%.2f') KiB | | |"
+	done
 	echo
 	echo "### Every run"
 	echo

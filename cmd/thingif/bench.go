@@ -124,6 +124,7 @@ func benchFlags(cfg *bench.Config, fs *flagSet) {
 	fs.IntVar(&cfg.Sources, "sources", 0, "loopback source addresses 127.0.0.2… to spread connections over (default one per 900)")
 	fs.IntVar(&cfg.PID, "pid", 0, "the server's process `id`, for its memory and CPU")
 	fs.StringVar(&cfg.ThingsFile, "things", "", "`file` keeping onboarded things between runs against the same server")
+	fs.StringVar(&cfg.Transport, "transport", "tcp", "connect: how connections reach the broker: tcp, tls, ws or wss (certificates not verified)")
 	fs.BoolVar(&cfg.NoAnswer, "no-answer", false, "push: things do not send action results")
 	fs.IntVar(&cfg.PayloadSize, "payload", 0, "pubsub and echo payload `bytes` (default 160)")
 }

@@ -76,6 +76,11 @@ type Config struct {
 	// in it are reused, missing ones onboarded and added. If empty, things
 	// are onboarded afresh.
 	ThingsFile string
+	// Transport is how connect's connections reach the API broker (or
+	// Broker): "tcp" (the default), "tls", "ws" or "wss". The API broker's
+	// port is the onboarding answer's for that transport (portSSL, portWS,
+	// portWSS) unless MQTT is set; TLS certificates are not verified.
+	Transport string
 	// NoAnswer makes push things not send action results (no full loop).
 	NoAnswer bool
 	// PayloadSize is the size of pubsub and echo payloads. If zero, 160
@@ -143,6 +148,15 @@ func (c Config) Validate() error {
 	}
 	if needThingif && (c.Onboard == "" || c.AppID == "" || c.AppKey == "") {
 		return fmt.Errorf("%s: Onboard, AppID and AppKey are required", c.Scenario)
+	}
+	switch c.Transport {
+	case "", "tcp":
+	case "tls", "ws", "wss":
+		if c.Scenario != "connect" {
+			return fmt.Errorf("%s: Transport %s is for connect only", c.Scenario, c.Transport)
+		}
+	default:
+		return fmt.Errorf("unknown Transport %q (want tcp, tls, ws or wss)", c.Transport)
 	}
 	if c.Scenario == "push" && c.REST == "" {
 		return errors.New("push: REST is required")
@@ -274,7 +288,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	r := &run{cfg: cfg, dial: newDialer(cfg.Sources, cfg.Timeout), id: time.Now().UnixNano() % 1e9}
+	r := &run{cfg: cfg, dial: newDialer(cfg.Sources, cfg.Timeout, cfg.Transport), id: time.Now().UnixNano() % 1e9}
 	res := &Result{Scenario: cfg.Scenario, Target: "thingif", Params: map[string]any{}}
 	if cfg.Broker != "" {
 		res.Target = cfg.Broker

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ func startThingif(t *testing.T) Config {
 		Apps:       []server.AppCredential{{ID: "bench", Key: "bench-key"}},
 		PublicHost: "127.0.0.1",
 		OnboardTCP: "127.0.0.1:0", MQTTTCP: "127.0.0.1:0", HTTP: "127.0.0.1:0",
+		MQTTTLS: "127.0.0.1:0", MQTTWS: "127.0.0.1:0", MQTTWSS: "127.0.0.1:0",
 		PasswordCost: secret.Cost{Time: 1, Memory: 64, Threads: 1},
 	})
 	if err != nil {
@@ -62,15 +64,18 @@ func TestScenariosAgainstThingif(t *testing.T) {
 		{"onboard", func(c *Config) { c.N, c.Concurrency = 20, 4 }, map[string]float64{"onboardings/s": -1}},
 		{"reonboard", func(c *Config) { c.N, c.Concurrency = 20, 4 }, map[string]float64{"re-onboardings/s": -1, "first onboardings/s": -1}},
 		{"connect", func(c *Config) { c.N, c.Hold, c.Sources = 20, time.Millisecond, 3 }, map[string]float64{"connects/s (CONNECT+SUBSCRIBE)": -1, "server RSS after": -1}},
+		{"connect", func(c *Config) { c.N, c.Hold, c.Transport = 5, time.Millisecond, "tls" }, map[string]float64{"connects/s (CONNECT+SUBSCRIBE)": -1}},
+		{"connect", func(c *Config) { c.N, c.Hold, c.Transport = 5, time.Millisecond, "ws" }, map[string]float64{"connects/s (CONNECT+SUBSCRIBE)": -1}},
+		{"connect", func(c *Config) { c.N, c.Hold, c.Transport = 5, time.Millisecond, "wss" }, map[string]float64{"connects/s (CONNECT+SUBSCRIBE)": -1}},
 		{"push", func(c *Config) { c.K, c.Rate, c.Duration = 20, 200, 250*time.Millisecond },
 			map[string]float64{"commands sent": 50, "REST accepted (201)": 50, "pushes received": 50, "action results answered (DONE)": 50}},
 		{"state", func(c *Config) { c.K, c.Duration = 5, 200*time.Millisecond }, map[string]float64{"uploads answered 204": -1, "uploads answered otherwise": 0}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := base
+		cfg := base
+		tt.cfg(&cfg)
+		t.Run(tt.name+"/"+cmp.Or(cfg.Transport, "tcp"), func(t *testing.T) {
 			cfg.Scenario = tt.name
-			tt.cfg(&cfg)
 			res, err := Run(t.Context(), cfg)
 			if err != nil {
 				t.Fatal(err)

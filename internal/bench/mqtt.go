@@ -2,7 +2,9 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +12,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // conn is a lean MQTT 3.1.1 client: the load generator shares the cores with
@@ -37,29 +41,59 @@ const (
 // address has about 28,000 ephemeral ports, and servers bound connections
 // per source address.
 type dialer struct {
-	sources []net.IP
-	timeout time.Duration
+	sources   []net.IP
+	timeout   time.Duration
+	transport string // of the API broker's or the plain broker's connections
 }
 
-func newDialer(sources int, timeout time.Duration) *dialer {
+func newDialer(sources int, timeout time.Duration, transport string) *dialer {
 	if sources < 1 {
 		sources = 1
 	}
-	d := &dialer{timeout: timeout}
+	d := &dialer{timeout: timeout, transport: cmp.Or(transport, "tcp")}
 	for i := range sources {
 		d.sources = append(d.sources, net.IPv4(127, 0, byte((i+1)/254), byte(1+(i+1)%254)))
 	}
 	return d
 }
 
-// dial connects connection number i from its source address and sends
-// CONNECT. keepAlive 0 asks the server for no keep-alive deadline, so that
-// idle connections need no pings (and no goroutine here).
+// dial connects connection number i over the dialer's transport (see
+// dialOver).
 func (d *dialer) dial(ctx context.Context, i int, addr, clientID, user, pass string) (*conn, error) {
-	nd := net.Dialer{Timeout: d.timeout, LocalAddr: &net.TCPAddr{IP: d.sources[i%len(d.sources)]}}
-	c, err := nd.DialContext(ctx, "tcp", addr)
+	return d.dialOver(ctx, d.transport, i, addr, clientID, user, pass)
+}
+
+// dialOver connects connection number i from its source address over
+// transport ("tcp", "tls", "ws" or "wss") and sends CONNECT. keepAlive 0
+// asks the server for no keep-alive deadline, so that idle connections
+// need no pings (and no goroutine here). TLS certificates are not
+// verified: the generator only targets loopback (Config.Validate), where
+// servers run with self-signed certificates.
+func (d *dialer) dialOver(ctx context.Context, transport string, i int, addr, clientID, user, pass string) (*conn, error) {
+	nd := &net.Dialer{Timeout: d.timeout, LocalAddr: &net.TCPAddr{IP: d.sources[i%len(d.sources)]}}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	tlsConfig := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback only, self-signed servers
+	var c net.Conn
+	var err error
+	switch transport {
+	case "tcp":
+		c, err = nd.DialContext(ctx, "tcp", addr)
+	case "tls":
+		c, err = (&tls.Dialer{NetDialer: nd, Config: tlsConfig}).DialContext(ctx, "tcp", addr)
+	case "ws", "wss":
+		wd := websocket.Dialer{NetDialContext: nd.DialContext, TLSClientConfig: tlsConfig, Subprotocols: []string{"mqtt"},
+			HandshakeTimeout: d.timeout, ReadBufferSize: 512, WriteBufferSize: 512}
+		var ws *websocket.Conn
+		ws, _, err = wd.DialContext(ctx, transport+"://"+addr+"/mqtt", nil)
+		if err == nil {
+			c = &wsConn{Conn: ws.NetConn(), ws: ws}
+		}
+	default:
+		return nil, fmt.Errorf("unknown transport %q", transport)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
+		return nil, fmt.Errorf("dial %s %s: %w", transport, addr, err)
 	}
 	cn := &conn{c: c}
 	if err := cn.write(connectPacket(clientID, user, pass, 0)); err != nil {
@@ -79,6 +113,47 @@ func (d *dialer) dial(ctx context.Context, i int, addr, clientID, user, pass str
 	_ = c.SetReadDeadline(time.Time{})
 	return cn, nil
 }
+
+// wsConn is MQTT's byte stream over a WebSocket client connection: each
+// write is one binary message, reads run through the messages in turn.
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+	r  io.Reader // the message being read, or nil
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			op, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, fmt.Errorf("websocket: message type %d where MQTT needs binary", op)
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) Close() error { return c.ws.Close() }
 
 // subscribe subscribes to one filter and waits for the SUBACK; it must be
 // called before readLoop.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,8 +26,12 @@ type Thing struct {
 	Topic    string `json:"mqttTopic"`
 	Username string `json:"username"`
 	Password string `json:"password"`
-	// Port is the API broker's TCP port from the onboarding answer.
-	Port int `json:"portTCP"`
+	// Port, PortTLS, PortWS and PortWSS are the API broker's ports from
+	// the onboarding answer.
+	Port    int `json:"portTCP"`
+	PortTLS int `json:"portSSL,omitempty"`
+	PortWS  int `json:"portWS,omitempty"`
+	PortWSS int `json:"portWSS,omitempty"`
 }
 
 const ctOnboardByThing = "application/vnd.kii.OnboardingWithVendorThingIDByThing+json"
@@ -38,7 +43,7 @@ type onboarder struct {
 }
 
 func (r *run) newOnboarder(ctx context.Context, i int) (*onboarder, error) {
-	c, err := r.dial.dial(ctx, i, r.cfg.Onboard, "anonymous", "type=oauth2&client_id="+r.cfg.AppID, "client_secret="+r.cfg.AppKey)
+	c, err := r.dial.dialOver(ctx, "tcp", i, r.cfg.Onboard, "anonymous", "type=oauth2&client_id="+r.cfg.AppID, "client_secret="+r.cfg.AppKey)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding broker: %w", err)
 	}
@@ -73,15 +78,16 @@ func (o *onboarder) onboard(vendorThingID string, timeout time.Duration) (Thing,
 			ThingID     string `json:"thingID"`
 			AccessToken string `json:"accessToken"`
 			Endpoint    struct {
-				Username, Password, MQTTTopic string
-				PortTCP                       int
+				Username, Password, MQTTTopic     string
+				PortTCP, PortSSL, PortWS, PortWSS int
 			} `json:"mqttEndpoint"`
 		}
 		if err := json.Unmarshal(res.Body, &a); err != nil {
 			return Thing{}, fmt.Errorf("onboarding answer: %w", err)
 		}
 		return Thing{ThingID: a.ThingID, Token: a.AccessToken, Topic: a.Endpoint.MQTTTopic,
-			Username: a.Endpoint.Username, Password: a.Endpoint.Password, Port: a.Endpoint.PortTCP}, nil
+			Username: a.Endpoint.Username, Password: a.Endpoint.Password, Port: a.Endpoint.PortTCP,
+			PortTLS: a.Endpoint.PortSSL, PortWS: a.Endpoint.PortWS, PortWSS: a.Endpoint.PortWSS}, nil
 	}
 }
 
@@ -168,7 +174,16 @@ func (r *run) apiAddr(t Thing) string {
 		return r.cfg.MQTT
 	}
 	host, _, _ := net.SplitHostPort(r.cfg.Onboard)
-	return net.JoinHostPort(host, strconv.Itoa(t.Port))
+	port := t.Port
+	switch r.cfg.Transport {
+	case "tls":
+		port = t.PortTLS
+	case "ws":
+		port = t.PortWS
+	case "wss":
+		port = t.PortWSS
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 func (r *run) onboard(ctx context.Context, res *Result) error {
@@ -296,6 +311,7 @@ func closeAll(cs []*conn) {
 func (r *run) connect(ctx context.Context, res *Result) error {
 	n := r.cfg.N
 	res.Params["N"], res.Params["sources"], res.Params["hold"] = n, r.cfg.Sources, r.cfg.Hold.String()
+	res.Params["transport"] = cmp.Or(r.cfg.Transport, "tcp")
 	res.Params["rate"] = r.cfg.Rate
 	var things []Thing
 	if r.cfg.Broker == "" {
@@ -310,6 +326,13 @@ func (r *run) connect(ctx context.Context, res *Result) error {
 			things[i] = Thing{Topic: id}
 		}
 		r.cfg.MQTT = r.cfg.Broker
+	}
+	if r.cfg.MQTT == "" {
+		for _, t := range things {
+			if _, port, _ := net.SplitHostPort(r.apiAddr(t)); port == "0" {
+				return fmt.Errorf("thing %s: its onboarding answer named no %s port of the API broker (things kept from a server without that listener?); give --mqtt", t.ThingID, r.cfg.Transport)
+			}
+		}
 	}
 	var before, after int64
 	var mb, ma map[string]float64

@@ -80,7 +80,8 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 func (l *Listener) Transport() Transport { return l.transport }
 
 // serve accepts connections until close, handing each to handle on a
-// goroutine of its own (for WebSocket, the HTTP server's).
+// goroutine of its own (for WebSocket, once the HTTP server's has
+// upgraded it).
 func (l *Listener) serve(log *slog.Logger, connectTimeout time.Duration, handle func(net.Conn)) {
 	if l.transport == WS || l.transport == WSS {
 		l.serveWebSocket(log, connectTimeout, handle)
@@ -104,11 +105,12 @@ func (l *Listener) serve(log *slog.Logger, connectTimeout time.Duration, handle 
 // wsUpgrader accepts the MQTT WebSocket subprotocols of MQTT 3.1
 // ("mqttv3.1") and later ("mqtt"), and any origin: devices are not
 // browsers, and the MQTT CONNECT authenticates. Its write buffers are
-// pooled, so an idle WebSocket connection holds only its read buffer.
+// pooled, so an idle WebSocket connection holds only its 512-byte read
+// buffer (a larger frame is read past it, straight from the socket).
 var wsUpgrader = websocket.Upgrader{
 	Subprotocols:    []string{"mqtt", "mqttv3.1"},
 	CheckOrigin:     func(*http.Request) bool { return true },
-	ReadBufferSize:  1024,
+	ReadBufferSize:  512,
 	WriteBufferSize: 1024,
 	WriteBufferPool: new(sync.Pool),
 }
@@ -121,7 +123,11 @@ func (l *Listener) serveWebSocket(log *slog.Logger, connectTimeout time.Duration
 			if err != nil {
 				return // the upgrader has answered
 			}
-			handle(&wsConn{Conn: ws.UnderlyingConn(), ws: ws})
+			// A goroutine of its own, and this handler returns: net/http's
+			// connection (its 4 KiB read and write buffers, the request)
+			// is then garbage, where a connection served on this goroutine
+			// would hold it for its whole life.
+			go handle(&wsConn{Conn: ws.UnderlyingConn(), ws: ws})
 		}),
 		ReadHeaderTimeout: connectTimeout,
 		// WebSocket upgrades are HTTP/1.1: never offer h2.
