@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/thingif/thingif/internal/endpoint"
 )
 
 // conn is a lean MQTT 3.1.1 client: the load generator shares the cores with
@@ -87,7 +89,7 @@ func (d *dialer) dialOver(ctx context.Context, transport string, i int, addr, cl
 		var ws *websocket.Conn
 		ws, _, err = wd.DialContext(ctx, transport+"://"+addr+"/mqtt", nil)
 		if err == nil {
-			c = &wsConn{Conn: ws.NetConn(), ws: ws}
+			c = endpoint.WebSocketConn(ws)
 		}
 	default:
 		return nil, fmt.Errorf("unknown transport %q", transport)
@@ -113,47 +115,6 @@ func (d *dialer) dialOver(ctx context.Context, transport string, i int, addr, cl
 	_ = c.SetReadDeadline(time.Time{})
 	return cn, nil
 }
-
-// wsConn is MQTT's byte stream over a WebSocket client connection: each
-// write is one binary message, reads run through the messages in turn.
-type wsConn struct {
-	net.Conn
-	ws *websocket.Conn
-	r  io.Reader // the message being read, or nil
-}
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			op, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if op != websocket.BinaryMessage {
-				return 0, fmt.Errorf("websocket: message type %d where MQTT needs binary", op)
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *wsConn) Write(p []byte) (int, error) {
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *wsConn) Close() error { return c.ws.Close() }
 
 // subscribe subscribes to one filter and waits for the SUBACK; it must be
 // called before readLoop.

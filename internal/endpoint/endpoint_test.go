@@ -117,33 +117,7 @@ func dial(t *testing.T, addr string, version byte) *client {
 
 func (c *client) send(pk packets.Packet) {
 	c.t.Helper()
-	pk.ProtocolVersion = c.version
-	var buf bytes.Buffer
-	var err error
-	switch pk.FixedHeader.Type {
-	case packets.Connect:
-		err = pk.ConnectEncode(&buf)
-	case packets.Publish:
-		err = pk.PublishEncode(&buf)
-	case packets.Puback:
-		err = pk.PubackEncode(&buf)
-	case packets.Pubrel:
-		err = pk.PubrelEncode(&buf)
-	case packets.Subscribe:
-		err = pk.SubscribeEncode(&buf)
-	case packets.Unsubscribe:
-		err = pk.UnsubscribeEncode(&buf)
-	case packets.Pingreq:
-		err = pk.PingreqEncode(&buf)
-	case packets.Disconnect:
-		err = pk.DisconnectEncode(&buf)
-	default:
-		c.t.Fatalf("send: type %d", pk.FixedHeader.Type)
-	}
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.write(buf.Bytes())
+	c.write(encode(c.t, c.version, pk))
 }
 
 func (c *client) write(b []byte) {

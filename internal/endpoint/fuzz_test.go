@@ -10,7 +10,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// encode returns the wire form of packets, for the fuzz seeds.
+// encode returns the wire form of packets (fuzz seeds, what test clients
+// send).
 func encode(t testing.TB, version byte, pks ...packets.Packet) []byte {
 	var buf bytes.Buffer
 	for _, pk := range pks {
@@ -33,6 +34,8 @@ func encode(t testing.TB, version byte, pks ...packets.Packet) []byte {
 			err = pk.PingreqEncode(&buf)
 		case packets.Disconnect:
 			err = pk.DisconnectEncode(&buf)
+		default:
+			t.Fatalf("encode: type %d", pk.FixedHeader.Type)
 		}
 		if err != nil {
 			t.Fatal(err)

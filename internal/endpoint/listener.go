@@ -127,7 +127,7 @@ func (l *Listener) serveWebSocket(log *slog.Logger, connectTimeout time.Duration
 			// connection (its 4 KiB read and write buffers, the request)
 			// is then garbage, where a connection served on this goroutine
 			// would hold it for its whole life.
-			go handle(&wsConn{Conn: ws.UnderlyingConn(), ws: ws})
+			go handle(WebSocketConn(ws))
 		}),
 		ReadHeaderTimeout: connectTimeout,
 		// WebSocket upgrades are HTTP/1.1: never offer h2.
@@ -176,6 +176,10 @@ type wsConn struct {
 	ws *websocket.Conn
 	r  io.Reader // the message being read, or nil
 }
+
+// WebSocketConn returns ws as the byte stream MQTT runs on, the server's
+// or a client's: binary messages only, one write one message.
+func WebSocketConn(ws *websocket.Conn) net.Conn { return &wsConn{Conn: ws.NetConn(), ws: ws} }
 
 // errTextFrame is returned for a WebSocket text message: MQTT over
 // WebSocket uses binary messages only.
