@@ -120,17 +120,8 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 		t.Fatalf("CONNACK %#x", code)
 	}
 	// Enough large commands to fill the socket buffers many times over.
-	big := `[{"a":{"v":"` + strings.Repeat("x", 256<<10) + `"}}]`
 	const n = 100
-	for i := range n {
-		now := time.Now()
-		c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
-			Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(big), CreatedAt: now, ModifiedAt: now}
-		if err := f.store.CreateCommand(context.Background(), c, 0); err != nil {
-			t.Fatal(err)
-		}
-		f.api.Push(context.Background(), c) // as REST does; not subscribed yet: kept
-	}
+	f.storeBigCommands(t, n, 256<<10)
 	rawSubscribe(t, conn, f.inst.MQTTTopic) // the SUBACK starts the push; we never read
 	deadline := time.Now().Add(waitFor)
 	for f.api.Connections() != 0 {
@@ -272,17 +263,8 @@ func TestNonReadingSubscriberHoldsLittle(t *testing.T) {
 		t.Skip("stores 54 MB of commands")
 	}
 	f := newFixture(t, Config{WriteTimeout: time.Minute})
-	big := `[{"a":{"v":"` + strings.Repeat("x", 900<<10) + `"}}]`
 	const n = 60
-	for i := range n {
-		now := time.Now()
-		c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
-			Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(big), CreatedAt: now, ModifiedAt: now}
-		if err := f.store.CreateCommand(context.Background(), c, 0); err != nil {
-			t.Fatal(err)
-		}
-		f.api.Push(context.Background(), c) // as REST does; not subscribed yet: kept
-	}
+	f.storeBigCommands(t, n, 900<<10)
 	conn, code := rawConnect(t, f.tcp.Addr().String(), f.inst.MQTTTopic, f.inst.Username, f.password)
 	if code != 0 {
 		t.Fatalf("CONNACK %#x", code)
@@ -305,5 +287,21 @@ func TestNonReadingSubscriberHoldsLittle(t *testing.T) {
 	t.Logf("heap grew by %.1f MB with %d MB pending", float64(grown)/(1<<20), n*900>>10)
 	if limit := int64(16 << 20); grown > limit {
 		t.Fatalf("heap grew by %.1f MB for a thing that does not read, want at most %d MB", float64(grown)/(1<<20), limit>>20)
+	}
+}
+
+// storeBigCommands stores n SENDING commands of about size bytes each for
+// the fixture's thing and hands each to the push engine, as REST does.
+func (f *fixture) storeBigCommands(t *testing.T, n, size int) {
+	t.Helper()
+	big := `[{"a":{"v":"` + strings.Repeat("x", size) + `"}}]`
+	for i := range n {
+		now := time.Now()
+		c := store.Command{ID: fmt.Sprintf("c%03d", i), AppID: "app", ThingID: f.thing.ID, State: store.CommandSending,
+			Schema: "S", SchemaVersion: 1, Actions: json.RawMessage(big), CreatedAt: now, ModifiedAt: now}
+		if err := f.store.CreateCommand(context.Background(), c, 0); err != nil {
+			t.Fatal(err)
+		}
+		f.api.Push(context.Background(), c) // not subscribed yet: kept
 	}
 }
