@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -142,10 +143,23 @@ func TestReadmeWalkthrough(t *testing.T) {
 	sh.Dir = dir
 	sh.Env = append(os.Environ(), "APP_ID="+appID, "APP_KEY="+appKey,
 		"PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
-	out, err := sh.CombinedOutput()
+	// Its own process group, so that what it started in the background
+	// (mosquitto_sub, the simulator) ends with the test whatever happens.
+	sh.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	sh.Cancel = func() error { return syscall.Kill(-sh.Process.Pid, syscall.SIGKILL) }
+	sh.WaitDelay = 5 * time.Second // a background child holding the output ends the wait too
+	var buf bytes.Buffer
+	sh.Stdout, sh.Stderr = &buf, &buf
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-sh.Process.Pid, syscall.SIGKILL) })
+	err = sh.Wait()
+	out := buf.Bytes()
 	if err != nil {
 		t.Fatalf("the walk-through failed: %v\nscript:\n%s\noutput:\n%s", err, script, out)
 	}
+	t.Logf("the walk-through's output:\n%s", out)
 
 	// The onboarding answered 200; the command was accepted, and the
 	// thing's mosquitto_sub printed its push.
@@ -158,5 +172,12 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte(`"turnPower"`)) {
 		t.Errorf("the push printed lacks the command's actions:\n%s", out)
+	}
+	// The app's part: the simulator's state reached the history, and
+	// the trigger and the user went through their lifecycles.
+	for _, want := range []string{"MEAN(currentTemperature) = 31", " enabled\n", " deleted\nuser u."} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("the walk-through's output lacks %q", want)
+		}
 	}
 }
