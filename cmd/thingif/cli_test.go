@@ -250,6 +250,10 @@ func TestEverydayCommands(t *testing.T) {
 	}
 	page := strings.TrimSpace(strings.TrimPrefix(r.stderr, "more: --page "))
 	must("", `lamp-2`, append([]string{"thing", "list", "--limit", "1", "--page", page}, k...)...)
+	out = must("", `lamp-2`, append([]string{"thing", "list", "--search", "LAMP-2"}, k...)...)
+	if strings.Contains(out, "lamp-1") {
+		t.Fatalf("thing list --search LAMP-2 lists lamp-1:\n%s", out)
+	}
 	must("", `(?m)^thing +`+regexp.QuoteMeta(id)+`\nvendor ID +lamp-1\ntype +lamp\n`, append([]string{"thing", "get", id}, k...)...)
 	// Flags after the argument, and a vendorThingID.
 	must("", `"vendorThingID": "lamp-2"`, append([]string{"thing", "get", "VENDOR_THING_ID:lamp-2", "--json"}, k...)...)

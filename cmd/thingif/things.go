@@ -55,13 +55,18 @@ func orDash(s string) string {
 func thingList(fs *flagSet) action {
 	c := newAppClient(fs)
 	limit, page := pageFlags(fs)
+	search := fs.String("search", "", "only things whose thing ID or vendor thing ID contains this `text` (ASCII case ignored)")
 	return func(ctx context.Context, s stdio, _ []string) error {
 		c.stdout = s.out
+		q := pageQuery(*limit, *page)
+		if *search != "" {
+			q += "&search=" + url.QueryEscape(*search)
+		}
 		var out struct {
 			Things            []thingInfo `json:"things"`
 			NextPaginationKey string      `json:"nextPaginationKey"`
 		}
-		raw, err := c.call(ctx, "GET", "/thing-if/apps/"+c.app+"/things?"+pageQuery(*limit, *page), "", nil, &out)
+		raw, err := c.call(ctx, "GET", "/thing-if/apps/"+c.app+"/things?"+q, "", nil, &out)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +136,19 @@ func TestBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#nav-things")),
 		chromedp.WaitVisible(chromedp.CSS(`#things tr[data-thing="`+th.ThingID()+`"]`)))
 	screenshot(t, ctx, "things")
+	// The search covers every thing of the app: filler-59 is the 61st,
+	// beyond the first page of 50 the list shows.
+	admin := adminToken(t, s)
+	for i := range 60 {
+		onboardREST(t, s, admin, fmt.Sprintf("filler-%02d", i))
+	}
+	step(t, ctx, "search beyond the first page",
+		chromedp.SendKeys(chromedp.CSS("#filter"), "FILLER-59"),
+		poll(`(() => { const rows = document.querySelectorAll("#things tbody tr");
+			return rows.length === 1 && rows[0].children[1].textContent === "filler-59"; })()`))
+	step(t, ctx, "search cleared",
+		chromedp.Evaluate[chromedp.Void](`(() => { const f = document.querySelector("#filter"); f.value = ""; f.dispatchEvent(new Event("input")); })()`),
+		poll(`document.querySelectorAll("#things tbody tr").length === 50`))
 	step(t, ctx, "open thing",
 		chromedp.Click(chromedp.CSS(`#things tr[data-thing="`+th.ThingID()+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#inspect-status[data-live="1"]`)))

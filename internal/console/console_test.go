@@ -132,6 +132,24 @@ func own(t *testing.T, s *server.Server, userTok, userID, thingID string) {
 	}
 }
 
+// onboardREST onboards a thing by its vendor thing ID over REST, with the
+// app admin's token.
+func onboardREST(t *testing.T, s *server.Server, admin, vendorID string) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"vendorThingID": vendorID, "thingPassword": thingPass})
+	req, _ := http.NewRequest("POST", baseURL(s)+"/thing-if/apps/"+appID+"/onboardings", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/vnd.kii.OnboardingWithVendorThingIDByThing+json")
+	req.Header.Set("Authorization", "Bearer "+admin)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("onboarding %s: status %d", vendorID, res.StatusCode)
+	}
+}
+
 // simulatedThing onboards a thing with the SDK, answers every command with
 // success and uploads a trait-form state (LampAlias: power, brightness)
 // every 200 ms until the test ends.

@@ -396,6 +396,30 @@ func TestThingInformation(t *testing.T) {
 	}
 	check(t, e.do("GET", p+"?paginationKey=junk", "", bearer(admin)...), 400, "INVALID_INPUT_DATA")
 	check(t, e.do("GET", p+"?bestEffortLimit=0", "", bearer(admin)...), 400, "INVALID_INPUT_DATA")
+
+	// search: by vendor thing ID (either case) or thing ID; bounded.
+	for _, tt := range []struct {
+		q    string
+		want []string
+	}{
+		{"V-2", ids[2:3]},
+		{"v-", ids},
+		{ids[0], ids[:1]},
+		{"%25", nil}, // a literal %
+	} {
+		r := e.do("GET", p+"?search="+tt.q, "", bearer(admin)...)
+		check(t, r, 200, "")
+		var page struct{ Things []thingJSON }
+		r.decode(t, &page)
+		var got []string
+		for _, th := range page.Things {
+			got = append(got, th.ThingID)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("search %q: %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	check(t, e.do("GET", p+"?search="+strings.Repeat("x", maxThingSearch+1), "", bearer(admin)...), 400, "INVALID_INPUT_DATA")
 }
 
 func TestStateHistory(t *testing.T) {

@@ -110,8 +110,13 @@ func (h *Handler) getThing(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// maxThingSearch bounds a things search string (vendor thing IDs are
+// shorter still).
+const maxThingSearch = 256
+
 // listThings answers a page of the app's things (app admin only), in
-// creation order: {"things":[…],"nextPaginationKey"}.
+// creation order: {"things":[…],"nextPaginationKey"}. ?search= keeps the
+// things whose ID or vendor thing ID contains it (ASCII case ignored).
 func (h *Handler) listThings(w http.ResponseWriter, r *http.Request) error {
 	p, err := h.principal(r)
 	if err != nil {
@@ -124,7 +129,11 @@ func (h *Handler) listThings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	things, next, err := h.store.Things(r.Context(), p.appID, key, limit)
+	search := r.URL.Query().Get("search")
+	if len(search) > maxThingSearch {
+		return errInvalidInput.with("search is at most %d bytes", maxThingSearch)
+	}
+	things, next, err := h.store.Things(r.Context(), p.appID, search, key, limit)
 	if err != nil {
 		return listError("things", err)
 	}

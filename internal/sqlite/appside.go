@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/thingif/thingif/internal/store"
@@ -249,14 +250,19 @@ func sqlLimit(limit int) int64 {
 	return -1
 }
 
-// Things lists the things of an app in creation (rowid) order.
-func (db *DB) Things(ctx context.Context, appID, paginationKey string, limit int) ([]store.Thing, string, error) {
+// Things lists the things of an app in creation (rowid) order. A search
+// walks the app's things in that order until the page is full (LIKE is
+// case-insensitive for ASCII in SQLite), so a page costs at most one pass
+// over the app's things: BenchmarkThingsSearch.
+func (db *DB) Things(ctx context.Context, appID, search, paginationKey string, limit int) ([]store.Thing, string, error) {
 	after, err := parseKey(paginationKey, 0)
 	if err != nil {
 		return nil, "", fmt.Errorf("things of %q: %w", appID, err)
 	}
+	pattern := "%" + likeEscaper.Replace(search) + "%"
 	rows, err := db.r.QueryContext(ctx, `SELECT rowid, `+thingCols+` FROM things WHERE app_id = ? AND rowid > ?
-		ORDER BY rowid LIMIT ?`, appID, after, sqlLimit(limit))
+		AND (? = '' OR id LIKE ? ESCAPE '\' OR vendor_thing_id LIKE ? ESCAPE '\')
+		ORDER BY rowid LIMIT ?`, appID, after, search, pattern, pattern, sqlLimit(limit))
 	if err != nil {
 		return nil, "", fmt.Errorf("things of %q: %w", appID, err)
 	}
@@ -280,6 +286,9 @@ func (db *DB) Things(ctx context.Context, appID, paginationKey string, limit int
 	}
 	return things, "", nil
 }
+
+// likeEscaper makes a search string match itself in a LIKE pattern.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // prefixScanner scans one leading column into first, the rest with the
 // wrapped scan function's destinations.

@@ -147,8 +147,10 @@ type AppSide interface {
 	ThingOwner(ctx context.Context, thingID string) (string, error)
 	// Things lists the things of an app in creation order, at most limit
 	// (all when limit <= 0), after the position named by paginationKey.
-	// next is "" on the last page.
-	Things(ctx context.Context, appID, paginationKey string, limit int) (things []Thing, next string, err error)
+	// A non-empty search keeps only the things whose ID or vendor thing ID
+	// contains it, ASCII letters matching either case. next is "" on the
+	// last page.
+	Things(ctx context.Context, appID, search, paginationKey string, limit int) (things []Thing, next string, err error)
 	// PutEndNode stores (or replaces) the gateway link of an end node.
 	// ErrNotFound if either thing does not exist.
 	PutEndNode(ctx context.Context, e EndNode) error

@@ -99,14 +99,22 @@ function signOut() {
 // --- things list -------------------------------------------------------------
 
 let nextKey = "";
+let listing = 0; // the newest listing; an older one's answer is dropped
 
+// loadThings shows the first page of the app's things (or, with more, the
+// next one), searched on the server by the search box's text: a search
+// covers every thing of the app, not only the page shown.
 async function loadThings(more) {
   const tbody = $("#things tbody");
-  if (!more) { tbody.textContent = ""; nextKey = ""; }
+  const mine = more ? listing : ++listing;
   let q = "?bestEffortLimit=50";
+  const search = $("#filter").value.trim();
+  if (search) q += "&search=" + encodeURIComponent(search);
   if (more && nextKey) q += "&paginationKey=" + encodeURIComponent(nextKey);
   try {
     const page = await api("GET", appPath() + "/things" + q);
+    if (mine !== listing) return;
+    if (!more) tbody.textContent = "";
     for (const t of page.things) {
       const tr = el("tr", { class: "link", "data-thing": t.thingID },
         el("td", {}, el("code", {}, t.thingID)), el("td", {}, t.vendorThingID),
@@ -116,15 +124,14 @@ async function loadThings(more) {
     }
     nextKey = page.nextPaginationKey || "";
     $("#more").hidden = !nextKey;
-    filterThings();
   } catch (e) { showError(e.message); }
 }
 
-function filterThings() {
-  const f = $("#filter").value.toLowerCase();
-  for (const tr of document.querySelectorAll("#things tbody tr")) {
-    tr.hidden = f !== "" && !tr.textContent.toLowerCase().includes(f);
-  }
+// searchThings runs the search once typing pauses.
+let searchTimer = 0;
+function searchThings() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => loadThings(false), 250);
 }
 
 function recent() {
@@ -493,7 +500,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#signin-form").addEventListener("submit", signIn);
   $("#signout").addEventListener("click", signOut);
   $("#more").addEventListener("click", () => loadThings(true));
-  $("#filter").addEventListener("input", filterThings);
+  $("#filter").addEventListener("input", searchThings);
   $("#inspect-filter").addEventListener("input", (ev) => refilter($("#inspector-thing"), ev.target.value));
   $("#inspect-clear").addEventListener("click", () => { $("#inspector-thing").textContent = ""; });
   $("#open-form").addEventListener("submit", (ev) => { ev.preventDefault(); openThing($("#open-id").value.trim()); });

@@ -21,6 +21,7 @@ var appSideTests = []struct {
 	{"Groups", testGroups},
 	{"Owners", testOwners},
 	{"ThingsPagination", testThingsPagination},
+	{"ThingsSearch", testThingsSearch},
 	{"EndNodes", testEndNodes},
 	{"ExpireCommands", testExpireCommands},
 	{"StateHistory", testStateHistory},
@@ -182,7 +183,7 @@ func testThingsPagination(t *testing.T, s store.Store) {
 	var ids []string
 	key, pages := "", 0
 	for {
-		things, next, err := s.Things(ctx, "app1", key, 2)
+		things, next, err := s.Things(ctx, "app1", "", key, 2)
 		must(t, "Things", err)
 		for _, th := range things {
 			ids = append(ids, th.ID)
@@ -200,15 +201,63 @@ func testThingsPagination(t *testing.T, s store.Store) {
 	if pages != 3 {
 		t.Fatalf("pages=%d, want 3", pages)
 	}
-	all, next, err := s.Things(ctx, "app1", "", 0)
+	all, next, err := s.Things(ctx, "app1", "", "", 0)
 	must(t, "Things all", err)
 	if len(all) != 5 || next != "" {
 		t.Fatalf("Things all: %d things, next %q", len(all), next)
 	}
 	diff(t, "first thing", all[0], newThing("app1", "th.1", "v1"))
-	_, _, err = s.Things(ctx, "app1", "junk", 2)
+	_, _, err = s.Things(ctx, "app1", "", "junk", 2)
 	if err == nil {
 		t.Fatal("Things with a junk pagination key: no error")
+	}
+}
+
+func testThingsSearch(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	setup(t, s) // th.1, vendor v1
+	must(t, "PutApp app2", s.PutApp(ctx, newApp("app2")))
+	for i, v := range []string{"Lamp-Kitchen", "lamp-hall", "AC_1", "ACX1", "100%", "back\\slash"} {
+		must(t, "SaveOnboarding", s.SaveOnboarding(ctx, onboarding("app1", fmt.Sprintf("th.s%d", i), v, fmt.Sprintf("ins%d", i), fmt.Sprintf("toks%d", i))))
+	}
+	must(t, "SaveOnboarding app2", s.SaveOnboarding(ctx, onboarding("app2", "th.other", "lamp-other", "ino", "toko")))
+	// search walks all pages of matches, 1 per page
+	search := func(q string) []string {
+		t.Helper()
+		var ids []string
+		key := ""
+		for range 20 {
+			things, next, err := s.Things(ctx, "app1", q, key, 1)
+			must(t, "Things "+q, err)
+			for _, th := range things {
+				ids = append(ids, th.VendorThingID)
+			}
+			if next == "" {
+				return ids
+			}
+			key = next
+		}
+		t.Fatalf("search %q never ends", q)
+		return nil
+	}
+	for _, tt := range []struct {
+		q    string
+		want []string
+	}{
+		{"lamp", []string{"Lamp-Kitchen", "lamp-hall"}}, // either case, this app only
+		{"KITCHEN", []string{"Lamp-Kitchen"}},           // substring, either case
+		{"AC_", []string{"AC_1"}},                       // _ is itself, not any character
+		{"%", []string{"100%"}},                         // % is itself
+		{"\\", []string{"back\\slash"}},                 // so is \
+		{"th.s3", []string{"ACX1"}},                     // the thing ID matches too
+		{"nothing like it", nil},
+	} {
+		diff(t, "search "+tt.q, search(tt.q), tt.want)
+	}
+	all, _, err := s.Things(ctx, "app1", "", "", 0)
+	must(t, "Things", err)
+	if len(all) != 7 {
+		t.Fatalf("no search: %d things, want 7", len(all))
 	}
 }
 

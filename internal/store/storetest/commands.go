@@ -345,7 +345,7 @@ func testInvalidPaginationKey(t *testing.T, s store.Store) {
 	const bad = "not a key issued by this store"
 	checks := map[string]func() error{
 		"Commands": func() error { _, _, err := s.Commands(ctx, "th.1", bad, 10); return err },
-		"Things":   func() error { _, _, err := s.Things(ctx, "app", bad, 10); return err },
+		"Things":   func() error { _, _, err := s.Things(ctx, "app", "", bad, 10); return err },
 		"Triggers": func() error { _, _, err := s.Triggers(ctx, "th.1", bad, 10); return err },
 		"TriggerResults": func() error {
 			_, _, err := s.TriggerResults(ctx, "th.1", "tr.1", bad, 10)
