@@ -215,16 +215,39 @@ type State struct {
 	ModifiedAt time.Time
 }
 
-// Store is the persistence interface of thingif. Every method is safe for
-// concurrent use. Times are stored with millisecond precision at least.
+// Store is the persistence interface of thingif: its roles, one per
+// concept, and Close. Every method is safe for concurrent use. Times are
+// stored with millisecond precision at least. A wrapper that caches or
+// invalidates implements the roles it touches in full (storecache), so
+// that a method added to one of them is a compile error there until the
+// wrapper decides what it does, and passes the others through.
 type Store interface {
+	Apps
+	Things
+	Installations
+	Tokens
+	Commands
+	States
+	History
+	Users
+	Triggers
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Apps stores the apps.
+type Apps interface {
 	// PutApp creates the app or replaces its key and settings.
 	PutApp(ctx context.Context, app App) error
 	// App returns the app with the given ID, or ErrNotFound.
 	App(ctx context.Context, id string) (App, error)
 	// Apps returns all apps ordered by creation time.
 	Apps(ctx context.Context) ([]App, error)
+}
 
+// Things stores the things: their registration at onboarding, their fields, the list of an app's things and the gateway links of end nodes.
+type Things interface {
 	// Thing returns a thing of the app by its thing ID, or ErrNotFound.
 	Thing(ctx context.Context, appID, thingID string) (Thing, error)
 	// ThingByVendorID returns a thing of the app by its vendorThingID, or
@@ -240,7 +263,21 @@ type Store interface {
 	UpdateVendorThingID(ctx context.Context, u VendorThingIDUpdate) error
 	// SaveOnboarding stores one onboarding atomically.
 	SaveOnboarding(ctx context.Context, o Onboarding) error
+	// Things lists the things of an app in creation order, at most limit
+	// (all when limit <= 0), after the position named by paginationKey.
+	// A non-empty search keeps only the things whose ID or vendor thing ID
+	// contains it, ASCII letters matching either case. next is "" on the
+	// last page.
+	Things(ctx context.Context, appID, search, paginationKey string, limit int) (things []Thing, next string, err error)
+	// PutEndNode stores (or replaces) the gateway link of an end node.
+	// ErrNotFound if either thing does not exist.
+	PutEndNode(ctx context.Context, e EndNode) error
+	// EndNode returns the gateway link of an end node, or ErrNotFound.
+	EndNode(ctx context.Context, thingID string) (EndNode, error)
+}
 
+// Installations stores the installations (API broker endpoints) of things.
+type Installations interface {
 	// PutInstallation inserts or replaces an installation. ErrConflict if its
 	// MQTTTopic or Username belongs to another installation.
 	PutInstallation(ctx context.Context, in Installation) error
@@ -254,7 +291,10 @@ type Store interface {
 	// DeleteInstallation removes an installation; deleting a missing one is
 	// not an error.
 	DeleteInstallation(ctx context.Context, id string) error
+}
 
+// Tokens stores access tokens, by digest.
+type Tokens interface {
 	// PutToken stores a token.
 	PutToken(ctx context.Context, t Token) error
 	// Token returns the token with the given digest, or ErrNotFound. Expired
@@ -271,7 +311,10 @@ type Store interface {
 	// that a cache can forget them). Stored order, not CreatedAt, decides:
 	// a token just issued is kept even when the clock went back.
 	PruneThingTokens(ctx context.Context, thingID string, keep int) ([]string, error)
+}
 
+// Commands stores commands and their lifecycle: SENDING, DELIVERED, DONE or INCOMPLETE, EXPIRED.
+type Commands interface {
 	// CreateCommand stores a new command durably before returning. When
 	// maxPending > 0 and the thing already has maxPending or more commands in
 	// state SENDING, it stores nothing and returns ErrTooManyPending: the
@@ -301,16 +344,99 @@ type Store interface {
 	// state (DONE or INCOMPLETE). It returns the updated command, or
 	// ErrNotFound.
 	SetActionResults(ctx context.Context, thingID, id string, results json.RawMessage, state CommandState, at time.Time) (Command, error)
+	// ExpireCommands moves every command still SENDING that was created
+	// before createdBefore to CommandExpired (modified at) and returns how
+	// many it moved.
+	ExpireCommands(ctx context.Context, createdBefore, at time.Time) (int64, error)
+}
 
+// States stores the latest state of each alias of a thing.
+type States interface {
 	// WriteStates applies one state upload atomically.
 	WriteStates(ctx context.Context, w StateWrite) error
 	// States returns the latest state of every alias of the thing, ordered
 	// by alias; an empty slice when none was uploaded.
 	States(ctx context.Context, thingID string) ([]State, error)
+}
 
-	// AppSide holds the users, owners, history and triggers of the app side.
-	AppSide
+// History reads and prunes the state history that WriteStates records.
+type History interface {
+	// StateHistory returns the states an alias of a thing had, one per
+	// upload, with from <= ModifiedAt <= to (a zero to means no upper
+	// bound), oldest first, at most limit (all when limit <= 0).
+	StateHistory(ctx context.Context, thingID, alias string, from, to time.Time, limit int) ([]State, error)
+	// PruneStateHistory deletes the history older than before and returns
+	// how many entries it deleted. The latest states are kept.
+	PruneStateHistory(ctx context.Context, before time.Time) (int64, error)
+}
 
-	// Close releases the store's resources.
-	Close() error
+// Users stores the users and groups of an app, and the owners of things.
+type Users interface {
+	// CreateUser stores a new user. ErrConflict if the username is taken in
+	// the app, ErrNotFound if the app does not exist.
+	CreateUser(ctx context.Context, u User) error
+	// User returns a user of the app by ID, or ErrNotFound.
+	User(ctx context.Context, appID, id string) (User, error)
+	// UserByUsername returns a user of the app by username, or ErrNotFound.
+	UserByUsername(ctx context.Context, appID, username string) (User, error)
+	// Users lists the users of an app in creation order, at most limit (0:
+	// all) after paginationKey (empty: from the first). The returned key
+	// continues the listing; it is empty after the last page.
+	Users(ctx context.Context, appID, paginationKey string, limit int) ([]User, string, error)
+	// DeleteUser deletes a user of the app with its tokens and group
+	// memberships; the things it owned are left without an owner.
+	// ErrNotFound if there is no such user.
+	DeleteUser(ctx context.Context, appID, id string) error
+	// CreateGroup stores a new group with its members. ErrNotFound if the
+	// app or a member does not exist.
+	CreateGroup(ctx context.Context, g Group) error
+	// Group returns a group of the app with its members, or ErrNotFound.
+	Group(ctx context.Context, appID, id string) (Group, error)
+	// GroupsOfUser returns the IDs of the groups the user is a member of,
+	// sorted.
+	GroupsOfUser(ctx context.Context, appID, userID string) ([]string, error)
+	// AddOwner makes owner ("USER:{id}" or "GROUP:{id}") the owner of a
+	// thing. Adding the owner the thing already has is not an error; a thing
+	// owned by someone else gives ErrConflict, a missing thing ErrNotFound.
+	AddOwner(ctx context.Context, appID, thingID, owner string, at time.Time) error
+	// ThingOwner returns the owner of a thing, or ErrNotFound when it has
+	// none.
+	ThingOwner(ctx context.Context, thingID string) (string, error)
+}
+
+// Triggers stores the triggers of things and the results of their server code.
+type Triggers interface {
+	// CreateTrigger stores a new trigger. ErrNotFound if its thing does not
+	// exist, ErrConflict if its ID is taken. When maxPerThing > 0 and the
+	// thing already has maxPerThing or more triggers, it stores nothing and
+	// returns ErrTooManyTriggers: the count and the insert are one
+	// transaction, so the bound is exact under concurrent creates.
+	CreateTrigger(ctx context.Context, tr Trigger, maxPerThing int) error
+	// Trigger returns a trigger of the thing, or ErrNotFound.
+	Trigger(ctx context.Context, thingID, id string) (Trigger, error)
+	// Triggers lists the triggers of a thing, oldest first, at most limit
+	// (all when limit <= 0), after the position named by paginationKey.
+	Triggers(ctx context.Context, thingID, paginationKey string, limit int) (triggers []Trigger, next string, err error)
+	// EnabledTriggers returns the enabled triggers with the given event
+	// source, of one thing, or of every thing when thingID is "", oldest
+	// first.
+	EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]Trigger, error)
+	// UpdateTrigger replaces the definition of a trigger (event source,
+	// predicate, command, server code, title, description, metadata,
+	// disabled, disabled reason, run, modified time). ErrNotFound if it
+	// does not exist.
+	UpdateTrigger(ctx context.Context, tr Trigger) error
+	// SetTriggerRun records the evaluation state of a trigger, or returns
+	// ErrNotFound.
+	SetTriggerRun(ctx context.Context, thingID, id string, run TriggerRun) error
+	// DeleteTrigger deletes a trigger and its results, or returns
+	// ErrNotFound.
+	DeleteTrigger(ctx context.Context, thingID, id string) error
+	// AddTriggerResult stores the result of one server-code execution.
+	// ErrNotFound if the trigger does not exist.
+	AddTriggerResult(ctx context.Context, r TriggerResult) error
+	// TriggerResults lists the results of a trigger, newest first, at most
+	// limit (all when limit <= 0), after the position named by
+	// paginationKey.
+	TriggerResults(ctx context.Context, thingID, triggerID, paginationKey string, limit int) (results []TriggerResult, next string, err error)
 }
