@@ -217,10 +217,9 @@ type State struct {
 
 // Store is the persistence interface of thingif: its roles, one per
 // concept, and Close. Every method is safe for concurrent use. Times are
-// stored with millisecond precision at least. A wrapper that caches or
-// invalidates implements the roles it touches in full (storecache), so
-// that a method added to one of them is a compile error there until the
-// wrapper decides what it does, and passes the others through.
+// stored with millisecond precision at least. The roles let a wrapper
+// implement in full the roles it caches or invalidates and pass the others
+// through (storecache still embeds the whole Store: issue 11).
 type Store interface {
 	Apps
 	Things
