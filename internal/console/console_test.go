@@ -118,35 +118,32 @@ func userToken(t *testing.T, s *server.Server, admin, name string) (token, userI
 // own makes the user the owner of the thing (onboarding by owner, REST).
 func own(t *testing.T, s *server.Server, userTok, userID, thingID string) {
 	t.Helper()
-	b, _ := json.Marshal(map[string]string{"thingID": thingID, "thingPassword": thingPass, "owner": "USER:" + userID})
-	req, _ := http.NewRequest("POST", baseURL(s)+"/thing-if/apps/"+appID+"/onboardings", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/vnd.kii.OnboardingWithThingIDByOwner+json")
-	req.Header.Set("Authorization", "Bearer "+userTok)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != 200 {
-		t.Fatalf("onboarding by owner: status %d", res.StatusCode)
-	}
+	onboardingREST(t, s, userTok, "application/vnd.kii.OnboardingWithThingIDByOwner+json",
+		map[string]string{"thingID": thingID, "thingPassword": thingPass, "owner": "USER:" + userID})
 }
 
 // onboardREST onboards a thing by its vendor thing ID over REST, with the
 // app admin's token.
 func onboardREST(t *testing.T, s *server.Server, admin, vendorID string) {
 	t.Helper()
-	b, _ := json.Marshal(map[string]string{"vendorThingID": vendorID, "thingPassword": thingPass})
+	onboardingREST(t, s, admin, "application/vnd.kii.OnboardingWithVendorThingIDByThing+json",
+		map[string]string{"vendorThingID": vendorID, "thingPassword": thingPass})
+}
+
+// onboardingREST posts one onboarding of the given kind and wants 200.
+func onboardingREST(t *testing.T, s *server.Server, token, contentType string, body map[string]string) {
+	t.Helper()
+	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest("POST", baseURL(s)+"/thing-if/apps/"+appID+"/onboardings", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/vnd.kii.OnboardingWithVendorThingIDByThing+json")
-	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res.Body.Close()
 	if res.StatusCode != 200 {
-		t.Fatalf("onboarding %s: status %d", vendorID, res.StatusCode)
+		t.Fatalf("onboarding (%s): status %d", contentType, res.StatusCode)
 	}
 }
 
