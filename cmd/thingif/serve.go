@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/thingif/thingif/internal/limit"
+	"github.com/thingif/thingif/internal/postgres"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/server"
 )
@@ -57,6 +58,8 @@ Flags:
 	fs.StringVar(&o.configFile, configFlag, "", "read settings from this TOML `file` (keys are flag names)")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate flags, environment and config file, print \"config ok\" and exit, without binding ports or opening the store")
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data `directory`")
+	fs.Var((*storeFlag)(&cfg.Store), "store", "PostgreSQL database shared by several nodes, a postgres:// or postgresql:// `URL` (default: SQLite in --data; docs/scale-out.md)")
+	fs.StringVar(&cfg.Node, "node", "", "this node's `name` among the nodes on one --store (default: the host name)")
 	fs.Var((*appsFlag)(&cfg.Apps), "app", "make sure an app with this `ID:KEY` exists; repeatable")
 	fs.StringVar(&cfg.PublicHost, "public-host", cfg.PublicHost, "`host` advertised in mqttEndpoint.host")
 	fs.StringVar(&cfg.OnboardTCP, "onboard-tcp", cfg.OnboardTCP, "onboarding broker, MQTT over TCP `addr`ess (empty: off)")
@@ -161,7 +164,7 @@ func runServe(ctx context.Context, args []string, lookup func(string) (string, b
 		return err
 	}
 	if err != nil {
-		return usageErr(err)
+		return usageErr(hideSecretValue(fs, err))
 	}
 	if fs.NArg() > 0 {
 		return usagef("serve: unexpected argument %q", fs.Arg(0))
@@ -285,3 +288,46 @@ func (a *appsFlag) Set(s string) error {
 
 func (a *appsFlag) isList()   {}
 func (a *appsFlag) isSecret() {}
+
+// hideSecretValue rewrites the flag package's parse error for a flag whose
+// value may hold a secret (`invalid value "…" for flag -store: why`)
+// without the value: stderr ends up in service logs.
+func hideSecretValue(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	var hidden error
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := f.Value.(secretValue); !ok || hidden != nil {
+			return
+		}
+		marker := " for flag -" + f.Name + ": "
+		if i := strings.Index(msg, marker); i >= 0 && strings.HasPrefix(msg, "invalid value ") {
+			hidden = fmt.Errorf("invalid value for flag -%s: %s", f.Name, msg[i+len(marker):])
+		}
+	})
+	if hidden != nil {
+		return hidden
+	}
+	return err
+}
+
+// storeFlag is --store: a URL that may hold the database password, so
+// neither -h nor an error repeats it.
+type storeFlag string
+
+func (f *storeFlag) String() string {
+	if f == nil || *f == "" {
+		return ""
+	}
+	return "postgres://…"
+}
+
+// Set takes a postgres:// or postgresql:// URL, or "" for SQLite.
+func (f *storeFlag) Set(s string) error {
+	if s != "" && !postgres.IsDSN(s) {
+		return errors.New("want a postgres:// or postgresql:// URL (leave it out for SQLite in --data)")
+	}
+	*f = storeFlag(s)
+	return nil
+}
+
+func (f *storeFlag) isSecret() {}

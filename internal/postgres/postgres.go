@@ -140,7 +140,13 @@ func oneLine(err error) error {
 	if !strings.Contains(msg, "\n") {
 		return err
 	}
-	return lineError{strings.ReplaceAll(msg, "\n", "; "), err}
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, strings.TrimSuffix(l, ":"))
+		}
+	}
+	return lineError{strings.Join(parts, "; "), err}
 }
 
 // lineError is an error with its message made one line.

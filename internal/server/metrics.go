@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/thingif/thingif/internal/console"
+	"github.com/thingif/thingif/internal/postgres"
 	"github.com/thingif/thingif/internal/sqlite"
 	"github.com/thingif/thingif/internal/store"
 	"github.com/thingif/thingif/internal/storecache"
@@ -90,15 +91,37 @@ func (m *serverMetrics) addBrokerGauges(s *Server) {
 			func() float64 { return float64(s.onboard.Connections()) }))
 }
 
-// addStoreCounters publishes the store's group commit and cache counters.
-func (m *serverMetrics) addStoreCounters(db *sqlite.DB, c *storecache.Store) {
+// addSQLiteCounters publishes the SQLite store's group commit counters.
+func (m *serverMetrics) addSQLiteCounters(db *sqlite.DB) {
 	m.reg.MustRegister(
 		newCounterFunc("thingif_store_writes_total",
 			"Store writes, and the transactions that committed them (group commit: writes per transaction is the mean batch).", "kind",
 			func() map[string]uint64 {
 				ws := db.WriteStats()
 				return map[string]uint64{"write": ws.Writes, "transaction": ws.Transactions}
-			}),
+			}))
+}
+
+// addPostgresGauges publishes the PostgreSQL store's pool.
+func (m *serverMetrics) addPostgresGauges(db *postgres.DB) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingif_postgres_connections",
+			Help: "Connections of the PostgreSQL pool."},
+			func() float64 { return float64(db.Pool().Stat().TotalConns()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingif_postgres_connections_in_use",
+			Help: "Connections of the PostgreSQL pool running a statement."},
+			func() float64 { return float64(db.Pool().Stat().AcquiredConns()) }),
+		newCounterFunc("thingif_postgres_acquires_total",
+			"Connections taken from the PostgreSQL pool, and how many of them had to wait for one.", "kind",
+			func() map[string]uint64 {
+				st := db.Pool().Stat()
+				return map[string]uint64{"acquire": uint64(st.AcquireCount()), "wait": uint64(st.EmptyAcquireCount())}
+			}))
+}
+
+// addCacheCounters publishes the store cache's counters.
+func (m *serverMetrics) addCacheCounters(c *storecache.Store) {
+	m.reg.MustRegister(
 		newCounterFunc("thingif_store_cache_lookups_total",
 			"Lookups of the in-memory store cache, by table and result.", "lookup",
 			func() map[string]uint64 {
@@ -382,7 +405,9 @@ func (s *Server) notReady(ctx context.Context) string {
 	if _, err := s.store.Apps(ctx); err != nil {
 		return "store unavailable"
 	}
-	if s.db.WriteErr() == nil {
+	if s.db == nil || s.db.WriteErr() == nil {
+		// On PostgreSQL the read above is the check: the database
+		// server watches its own disk.
 		return ""
 	}
 	if s.probe.TryLock() {

@@ -33,7 +33,9 @@ func get(t *testing.T, url string) (int, string) {
 // to the thing, and a state upload over MQTT, then reads /metrics and
 // parses it as Prometheus does.
 func TestMetrics(t *testing.T) {
-	s := startServer(t, testConfig(t, t.TempDir()))
+	cfg := testConfig(t, t.TempDir())
+	cfg.Node = "node-a"
+	s := startServer(t, cfg)
 	base := "http://" + s.Addr("http").String()
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if code, body := get(t, base+p); code != 200 {
@@ -102,6 +104,7 @@ func TestMetrics(t *testing.T) {
 		{"thingif_store_cache_lookups_total", []string{"lookup", "installation_miss"}, 0},
 		{"thingif_api_broker_connections", nil, 1},
 		{"thingif_onboarding_broker_connections", nil, 1},
+		{"thingif_node_info", []string{"node", "node-a", "store", "sqlite"}, 1},
 		{"thingif_request_duration_seconds", []string{"transport", "mqtt", "route", "/thing-if/apps/{app}/targets/{target}/states"}, 1},
 	} {
 		t.Run(tc.name+fmt.Sprint(tc.labels), func(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"github.com/thingif/thingif/internal/console"
 	"github.com/thingif/thingif/internal/httpapi"
 	"github.com/thingif/thingif/internal/limit"
+	"github.com/thingif/thingif/internal/postgres"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/sqlite"
 	"github.com/thingif/thingif/internal/store"
@@ -66,9 +67,17 @@ func ParseAppCredential(s string) (AppCredential, error) {
 // Config configures a Server. Use DefaultConfig and change what you need:
 // there, an empty address turns that listener off.
 type Config struct {
-	// DataDir holds the database, the generated TLS certificate and the
-	// development app's credentials.
+	// DataDir holds the database (unless Store names another), the
+	// generated TLS certificate and the development app's credentials.
 	DataDir string
+	// Store, if set, is the postgres:// or postgresql:// URL of a
+	// PostgreSQL database that several nodes share (docs/scale-out.md);
+	// empty keeps the embedded SQLite database in DataDir. It may hold a
+	// password: it is never logged.
+	Store string
+	// Node names this node among those sharing Store. If empty, the host
+	// name.
+	Node string
 	// Apps are made sure to exist with these keys.
 	Apps []AppCredential
 	// PublicHost is advertised as mqttEndpoint.host.
@@ -177,6 +186,10 @@ func (c Config) Validate() error {
 		return errors.New("config: EndpointTTL is negative")
 	case c.EndpointTTL > 0 && c.EndpointTTL < time.Second:
 		return errors.New("config: EndpointTTL is under a second")
+	case c.Store != "" && !postgres.IsDSN(c.Store):
+		return errors.New("config: Store must be a postgres:// or postgresql:// URL (empty: SQLite in DataDir)")
+	case len(c.Node) > 64 || strings.ContainsAny(c.Node, " \t\r\n"):
+		return errors.New("config: Node must be at most 64 bytes without white space")
 	}
 	return nil
 }
@@ -196,10 +209,13 @@ type Server struct {
 	// brokerLns are every bound broker listener, for Close to close those
 	// a failed New never handed to a broker.
 	brokerLns []*broker.Listener
-	// db is the SQLite store under the cache; lock holds the data
-	// directory (lock.go).
+	// db is the SQLite store under the cache, or nil on PostgreSQL; pg
+	// the PostgreSQL one, or nil. lock holds the data directory (lock.go).
 	db   *sqlite.DB
+	pg   *postgres.DB
 	lock *dirLock
+	// node is this node's name (Config.Node or the host name).
+	node string
 
 	addrs []Addr
 	// DevApp is the development app created on first start when no app
@@ -253,20 +269,14 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err := tightenFiles(cfg.DataDir, s.log); err != nil {
 		return nil, err
 	}
-	dbPath := filepath.Join(cfg.DataDir, "thingif.db")
-	// The store's warnings and errors (a tightened file mode, writes
-	// failing) are logged; its info records (migrations) are not, as before.
-	dbLog := slog.New(minLevel{s.log.Handler(), slog.LevelWarn}).With("component", "sqlite")
-	db, err := sqlite.OpenConfig(ctx, sqlite.Config{Path: dbPath, Logger: dbLog})
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", dbPath, err)
+	if s.node = cfg.Node; s.node == "" {
+		if s.node, err = os.Hostname(); err != nil || s.node == "" {
+			return nil, fmt.Errorf("node name: no --node and no host name: %v", err)
+		}
 	}
-	s.db = db
-	// The cache sits outside the timing: thingif_store_seconds times the
-	// calls that reach SQLite.
-	s.cache = storecache.New(timedStore{Store: db, m: s.metrics}, storecache.Config{})
-	s.store = s.cache
-	s.metrics.addStoreCounters(db, s.cache)
+	if err := s.openStore(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.ensureApps(ctx); err != nil {
 		return nil, err
 	}
@@ -509,6 +519,10 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	case s.db != nil: // New failed before the cache was made
 		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	case s.pg != nil:
+		if err := s.pg.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
 		}
 	}

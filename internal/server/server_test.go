@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/thingif/thingif/internal/postgres/pgtest"
 )
 
 // TestFlowAllTransports runs the seed's flow over each transport of both
@@ -18,7 +20,18 @@ import (
 // answer, subscribe, receive a command sent over REST, report results and a
 // state over MQTT, and see the command DONE over REST.
 func TestFlowAllTransports(t *testing.T) {
-	s := startServer(t, testConfig(t, t.TempDir()))
+	testFlowAllTransports(t, testConfig(t, t.TempDir()))
+}
+
+// TestFlowAllTransportsPostgres is the same flow on a PostgreSQL store.
+func TestFlowAllTransportsPostgres(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Store = pgtest.DSN(t)
+	testFlowAllTransports(t, cfg)
+}
+
+func testFlowAllTransports(t *testing.T, cfg Config) {
+	s := startServer(t, cfg)
 	admin := adminToken(t, s)
 	for _, tr := range []string{"tcp", "tls", "ws", "wss"} {
 		t.Run(tr, func(t *testing.T) {
