@@ -264,7 +264,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	s.db = db
 	// The cache sits outside the timing: thingif_store_seconds times the
 	// calls that reach SQLite.
-	s.cache = storecache.New(timedStore{Store: db, m: s.metrics}, storecache.Config{})
+	s.cache = storecache.New(newTimedStore(db, s.metrics), storecache.Config{})
 	s.store = s.cache
 	s.metrics.addStoreCounters(db, s.cache)
 	if err := s.ensureApps(ctx); err != nil {
