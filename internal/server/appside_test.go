@@ -107,7 +107,7 @@ func TestHousekeepingDeletesExpiredTokens(t *testing.T) {
 		t.Helper()
 		// Below the cache: the rows are what housekeeping deletes (the
 		// cache serves no expired token, by the real clock).
-		_, err := s.cache.Store.Token(ctx, secret.HashToken(tok))
+		_, err := s.db.Token(ctx, secret.HashToken(tok))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			t.Fatal(err)
 		}

@@ -37,7 +37,7 @@ func (s *Server) openStore(ctx context.Context) error {
 		cacheCfg.TTL = pgCacheTTL
 		// The cache sits outside the timing: thingif_store_seconds times
 		// the calls that reach the database.
-		s.cache = storecache.New(timedStore{Store: db, m: s.metrics}, cacheCfg)
+		s.cache = storecache.New(newTimedStore(db, s.metrics), cacheCfg)
 		s.metrics.addPostgresGauges(db)
 	} else {
 		dbPath := filepath.Join(s.cfg.DataDir, "thingif.db")
@@ -47,7 +47,7 @@ func (s *Server) openStore(ctx context.Context) error {
 			return fmt.Errorf("store %s: %w", dbPath, err)
 		}
 		s.db = db
-		s.cache = storecache.New(timedStore{Store: db, m: s.metrics}, cacheCfg)
+		s.cache = storecache.New(newTimedStore(db, s.metrics), cacheCfg)
 		s.metrics.addSQLiteCounters(db)
 	}
 	s.store = s.cache

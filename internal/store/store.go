@@ -218,8 +218,10 @@ type State struct {
 // Store is the persistence interface of thingif: its roles, one per
 // concept, and Close. Every method is safe for concurrent use. Times are
 // stored with millisecond precision at least. The roles let a wrapper
-// implement in full the roles it caches or invalidates and pass the others
-// through (storecache still embeds the whole Store: issue 11).
+// implement in full the roles it changes and pass the others through, so
+// that a method added to a role it changes does not compile until the
+// wrapper decides what to do with it (internal/storecache implements the
+// roles it caches or invalidates, the server's timedStore those it times).
 type Store interface {
 	Apps
 	Things

@@ -1,7 +1,13 @@
 // Package storecache keeps the store reads that every connect and every
 // request makes in memory: API broker logins (installations by username),
 // access tokens, things, and the state triggers each state upload looks up.
-// It wraps a store.Store and passes everything else through.
+//
+// Store wraps a store.Store role by role. The roles whose writes change what
+// it caches (Things, Installations, Tokens, Users, Triggers) it implements
+// in full: each of their methods invalidates what it changes or says in one
+// line why it needs not, so that a method added to one of these roles does
+// not compile until its invalidation is decided. The other roles (Apps,
+// Commands, States, History) pass through untouched.
 //
 // Entries are invalidated by the writes made through the wrapper, so the
 // cache is exact as long as this process is the store's only writer, which
@@ -41,16 +47,33 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Store is a store.Store with the reads of logins, tokens and things
-// cached.
+// Store is a store.Store with the reads of logins, tokens, things and
+// state triggers cached.
 type Store struct {
-	store.Store
+	// passThrough is the inner store as the roles Store leaves alone.
+	passThrough
+	// s is the inner store, for the roles Store implements itself.
+	s   store.Store
 	now func() time.Time
 
 	installations table[string, store.Installation] // by username
 	tokens        table[string, store.Token]        // by digest
 	things        table[thingKey, store.Thing]
 	stateTriggers table[string, []store.Trigger] // by thing ID
+}
+
+var _ store.Store = (*Store)(nil)
+
+// passThrough are the roles of store.Store that Store passes through
+// untouched: it caches nothing they read, and nothing they write changes
+// what it caches. (One interface rather than the roles embedded one by
+// one: an embedded store.Apps would be a field named Apps, hiding the
+// method Apps.)
+type passThrough interface {
+	store.Apps
+	store.Commands
+	store.States
+	store.History
 }
 
 type thingKey struct{ appID, thingID string }
@@ -66,7 +89,7 @@ func New(s store.Store, cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Store{Store: s, now: cfg.Now}
+	c := &Store{passThrough: s, s: s, now: cfg.Now}
 	c.installations.altKey = func(in store.Installation) string { return in.ID }
 	// An expired token is never served from memory: past its expiry the
 	// store decides (DeleteExpiredTokens may have deleted it).
@@ -90,91 +113,132 @@ func (c *Store) Stats() (installations, tokens, things, stateTriggers Stats) {
 	return c.installations.stats(), c.tokens.stats(), c.things.stats(), c.stateTriggers.stats()
 }
 
-// EnabledTriggers implements store.Store. The state triggers of a thing
-// (usually none) are cached; each caller gets its own copy of the slice.
-func (c *Store) EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error) {
-	if eventSource != store.EventStates {
-		return c.Store.EnabledTriggers(ctx, thingID, eventSource)
-	}
-	trs, err := c.stateTriggers.load(thingID, c.now(), func() ([]store.Trigger, error) {
-		return c.Store.EnabledTriggers(ctx, thingID, eventSource)
-	})
-	return slices.Clone(trs), err
-}
-
-// CreateTrigger implements store.Store.
-func (c *Store) CreateTrigger(ctx context.Context, tr store.Trigger, maxPerThing int) error {
-	defer c.stateTriggers.drop(tr.ThingID)
-	return c.Store.CreateTrigger(ctx, tr, maxPerThing)
-}
-
-// UpdateTrigger implements store.Store.
-func (c *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) error {
-	defer c.stateTriggers.drop(tr.ThingID)
-	return c.Store.UpdateTrigger(ctx, tr)
-}
-
-// SetTriggerRun implements store.Store.
-func (c *Store) SetTriggerRun(ctx context.Context, thingID, id string, run store.TriggerRun) error {
-	defer c.stateTriggers.drop(thingID)
-	return c.Store.SetTriggerRun(ctx, thingID, id, run)
-}
-
-// DeleteTrigger implements store.Store.
-func (c *Store) DeleteTrigger(ctx context.Context, thingID, id string) error {
-	defer c.stateTriggers.drop(thingID)
-	return c.Store.DeleteTrigger(ctx, thingID, id)
-}
-
-// InstallationByUsername implements store.Store.
-func (c *Store) InstallationByUsername(ctx context.Context, username string) (store.Installation, error) {
-	return c.installations.load(username, c.now(), func() (store.Installation, error) {
-		return c.Store.InstallationByUsername(ctx, username)
-	})
-}
-
-// Token implements store.Store.
-func (c *Store) Token(ctx context.Context, hash string) (store.Token, error) {
-	return c.tokens.load(hash, c.now(), func() (store.Token, error) {
-		return c.Store.Token(ctx, hash)
-	})
-}
-
-// Thing implements store.Store.
-func (c *Store) Thing(ctx context.Context, appID, thingID string) (store.Thing, error) {
-	return c.things.load(thingKey{appID, thingID}, c.now(), func() (store.Thing, error) {
-		return c.Store.Thing(ctx, appID, thingID)
-	})
-}
+// Close closes the inner store.
+func (c *Store) Close() error { return c.s.Close() }
 
 // The writes below invalidate after the store call returns (whatever it
 // returned): a read that started before the write and ends after the
 // invalidation finds its fill void, one that starts after it reads the
 // new row.
 
-// PutInstallation implements store.Store.
+// Thing implements store.Things, cached.
+func (c *Store) Thing(ctx context.Context, appID, thingID string) (store.Thing, error) {
+	return c.things.load(thingKey{appID, thingID}, c.now(), func() (store.Thing, error) {
+		return c.s.Thing(ctx, appID, thingID)
+	})
+}
+
+// ThingByVendorID implements store.Things: a read, not cached.
+func (c *Store) ThingByVendorID(ctx context.Context, appID, vendorThingID string) (store.Thing, error) {
+	return c.s.ThingByVendorID(ctx, appID, vendorThingID)
+}
+
+// UpdateThing implements store.Things.
+func (c *Store) UpdateThing(ctx context.Context, t store.Thing) error {
+	defer c.things.drop(thingKey{t.AppID, t.ID})
+	return c.s.UpdateThing(ctx, t)
+}
+
+// UpdateVendorThingID implements store.Things. The cached thing carries
+// the vendorThingID and password hash, so it is dropped.
+func (c *Store) UpdateVendorThingID(ctx context.Context, u store.VendorThingIDUpdate) error {
+	defer c.things.drop(thingKey{u.AppID, u.ThingID})
+	return c.s.UpdateVendorThingID(ctx, u)
+}
+
+// SaveOnboarding implements store.Things. An existing thing is dropped (a
+// new one cannot be cached: misses are not). The installation is cached as
+// it is stored: a thing connects to the API broker right after it
+// onboarded. The token is new, and misses are not cached: nothing to drop.
+func (c *Store) SaveOnboarding(ctx context.Context, o store.Onboarding) error {
+	err := c.s.SaveOnboarding(ctx, o)
+	if !o.NewThing {
+		c.things.drop(thingKey{o.Thing.AppID, o.Thing.ID})
+	}
+	if err != nil {
+		c.installations.dropAlt(o.Installation.ID)
+		return err
+	}
+	c.installations.replace(o.Installation.ID, o.Installation.Username, o.Installation, c.now())
+	return nil
+}
+
+// Things implements store.Things: a read, not cached.
+func (c *Store) Things(ctx context.Context, appID, search, paginationKey string, limit int) ([]store.Thing, string, error) {
+	return c.s.Things(ctx, appID, search, paginationKey, limit)
+}
+
+// PutEndNode implements store.Things: the gateway link is not part of a
+// cached thing.
+func (c *Store) PutEndNode(ctx context.Context, e store.EndNode) error {
+	return c.s.PutEndNode(ctx, e)
+}
+
+// EndNode implements store.Things: a read, not cached.
+func (c *Store) EndNode(ctx context.Context, thingID string) (store.EndNode, error) {
+	return c.s.EndNode(ctx, thingID)
+}
+
+// PutInstallation implements store.Installations.
 func (c *Store) PutInstallation(ctx context.Context, in store.Installation) error {
 	defer c.installations.dropAlt(in.ID)
-	return c.Store.PutInstallation(ctx, in)
+	return c.s.PutInstallation(ctx, in)
 }
 
-// DeleteInstallation implements store.Store.
+// Installation implements store.Installations: a read, not cached.
+func (c *Store) Installation(ctx context.Context, appID, id string) (store.Installation, error) {
+	return c.s.Installation(ctx, appID, id)
+}
+
+// InstallationByUsername implements store.Installations, cached.
+func (c *Store) InstallationByUsername(ctx context.Context, username string) (store.Installation, error) {
+	return c.installations.load(username, c.now(), func() (store.Installation, error) {
+		return c.s.InstallationByUsername(ctx, username)
+	})
+}
+
+// Installations implements store.Installations: a read, not cached.
+func (c *Store) Installations(ctx context.Context, thingID string) ([]store.Installation, error) {
+	return c.s.Installations(ctx, thingID)
+}
+
+// DeleteInstallation implements store.Installations.
 func (c *Store) DeleteInstallation(ctx context.Context, id string) error {
 	defer c.installations.dropAlt(id)
-	return c.Store.DeleteInstallation(ctx, id)
+	return c.s.DeleteInstallation(ctx, id)
 }
 
-// DeleteToken implements store.Store.
+// PutToken implements store.Tokens: it only inserts (ErrConflict on a
+// digest that exists), and misses are not cached.
+func (c *Store) PutToken(ctx context.Context, t store.Token) error {
+	return c.s.PutToken(ctx, t)
+}
+
+// Token implements store.Tokens, cached until the token's own expiry at
+// most.
+func (c *Store) Token(ctx context.Context, hash string) (store.Token, error) {
+	return c.tokens.load(hash, c.now(), func() (store.Token, error) {
+		return c.s.Token(ctx, hash)
+	})
+}
+
+// DeleteToken implements store.Tokens.
 func (c *Store) DeleteToken(ctx context.Context, hash string) error {
 	defer c.tokens.drop(hash)
-	return c.Store.DeleteToken(ctx, hash)
+	return c.s.DeleteToken(ctx, hash)
 }
 
-// PruneThingTokens implements store.Store. A pruned token is dropped like
+// DeleteExpiredTokens implements store.Tokens: an expired token is never
+// served from memory (New sets the tokens' until), so none to drop.
+func (c *Store) DeleteExpiredTokens(ctx context.Context, now time.Time) (int64, error) {
+	return c.s.DeleteExpiredTokens(ctx, now)
+}
+
+// PruneThingTokens implements store.Tokens. A pruned token is dropped like
 // a revoked one, at once. A read racing the prune cannot put it back: the
 // drops void every fill that started before them.
 func (c *Store) PruneThingTokens(ctx context.Context, thingID string, keep int) ([]string, error) {
-	hashes, err := c.Store.PruneThingTokens(ctx, thingID, keep)
+	hashes, err := c.s.PruneThingTokens(ctx, thingID, keep)
 	for _, h := range hashes {
 		c.tokens.drop(h)
 	}
@@ -186,40 +250,114 @@ func (c *Store) PruneThingTokens(ctx context.Context, thingID string, keep int) 
 	return hashes, err
 }
 
-// DeleteUser implements store.Store. The user's tokens are deleted with
+// CreateUser implements store.Users: users are not cached.
+func (c *Store) CreateUser(ctx context.Context, u store.User) error {
+	return c.s.CreateUser(ctx, u)
+}
+
+// User implements store.Users: a read, not cached.
+func (c *Store) User(ctx context.Context, appID, id string) (store.User, error) {
+	return c.s.User(ctx, appID, id)
+}
+
+// UserByUsername implements store.Users: a read, not cached.
+func (c *Store) UserByUsername(ctx context.Context, appID, username string) (store.User, error) {
+	return c.s.UserByUsername(ctx, appID, username)
+}
+
+// Users implements store.Users: a read, not cached.
+func (c *Store) Users(ctx context.Context, appID, paginationKey string, limit int) ([]store.User, string, error) {
+	return c.s.Users(ctx, appID, paginationKey, limit)
+}
+
+// DeleteUser implements store.Users. The user's tokens are deleted with
 // it; the cache does not know which digests they have, so it forgets every
 // token (deleting a user is rare) rather than accept a deleted one.
 func (c *Store) DeleteUser(ctx context.Context, appID, id string) error {
 	defer c.tokens.dropAll()
-	return c.Store.DeleteUser(ctx, appID, id)
+	return c.s.DeleteUser(ctx, appID, id)
 }
 
-// UpdateThing implements store.Store.
-func (c *Store) UpdateThing(ctx context.Context, t store.Thing) error {
-	defer c.things.drop(thingKey{t.AppID, t.ID})
-	return c.Store.UpdateThing(ctx, t)
+// CreateGroup implements store.Users: groups are not cached.
+func (c *Store) CreateGroup(ctx context.Context, g store.Group) error {
+	return c.s.CreateGroup(ctx, g)
 }
 
-// UpdateVendorThingID implements store.Store. The cached thing carries the
-// vendorThingID and password hash, so it is dropped.
-func (c *Store) UpdateVendorThingID(ctx context.Context, u store.VendorThingIDUpdate) error {
-	defer c.things.drop(thingKey{u.AppID, u.ThingID})
-	return c.Store.UpdateVendorThingID(ctx, u)
+// Group implements store.Users: a read, not cached.
+func (c *Store) Group(ctx context.Context, appID, id string) (store.Group, error) {
+	return c.s.Group(ctx, appID, id)
 }
 
-// SaveOnboarding implements store.Store. The installation is cached as it
-// is stored: a thing connects to the API broker right after it onboarded.
-func (c *Store) SaveOnboarding(ctx context.Context, o store.Onboarding) error {
-	err := c.Store.SaveOnboarding(ctx, o)
-	if !o.NewThing {
-		c.things.drop(thingKey{o.Thing.AppID, o.Thing.ID})
+// GroupsOfUser implements store.Users: a read, not cached.
+func (c *Store) GroupsOfUser(ctx context.Context, appID, userID string) ([]string, error) {
+	return c.s.GroupsOfUser(ctx, appID, userID)
+}
+
+// AddOwner implements store.Users: owners are not part of a cached thing.
+func (c *Store) AddOwner(ctx context.Context, appID, thingID, owner string, at time.Time) error {
+	return c.s.AddOwner(ctx, appID, thingID, owner, at)
+}
+
+// ThingOwner implements store.Users: a read, not cached.
+func (c *Store) ThingOwner(ctx context.Context, thingID string) (string, error) {
+	return c.s.ThingOwner(ctx, thingID)
+}
+
+// CreateTrigger implements store.Triggers.
+func (c *Store) CreateTrigger(ctx context.Context, tr store.Trigger, maxPerThing int) error {
+	defer c.stateTriggers.drop(tr.ThingID)
+	return c.s.CreateTrigger(ctx, tr, maxPerThing)
+}
+
+// Trigger implements store.Triggers: a read, not cached.
+func (c *Store) Trigger(ctx context.Context, thingID, id string) (store.Trigger, error) {
+	return c.s.Trigger(ctx, thingID, id)
+}
+
+// Triggers implements store.Triggers: a read, not cached.
+func (c *Store) Triggers(ctx context.Context, thingID, paginationKey string, limit int) ([]store.Trigger, string, error) {
+	return c.s.Triggers(ctx, thingID, paginationKey, limit)
+}
+
+// EnabledTriggers implements store.Triggers. The state triggers of a thing
+// (usually none) are cached; each caller gets its own copy of the slice.
+func (c *Store) EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error) {
+	if eventSource != store.EventStates {
+		return c.s.EnabledTriggers(ctx, thingID, eventSource)
 	}
-	if err != nil {
-		c.installations.dropAlt(o.Installation.ID)
-		return err
-	}
-	c.installations.replace(o.Installation.ID, o.Installation.Username, o.Installation, c.now())
-	return nil
+	trs, err := c.stateTriggers.load(thingID, c.now(), func() ([]store.Trigger, error) {
+		return c.s.EnabledTriggers(ctx, thingID, eventSource)
+	})
+	return slices.Clone(trs), err
+}
+
+// UpdateTrigger implements store.Triggers.
+func (c *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) error {
+	defer c.stateTriggers.drop(tr.ThingID)
+	return c.s.UpdateTrigger(ctx, tr)
+}
+
+// SetTriggerRun implements store.Triggers.
+func (c *Store) SetTriggerRun(ctx context.Context, thingID, id string, run store.TriggerRun) error {
+	defer c.stateTriggers.drop(thingID)
+	return c.s.SetTriggerRun(ctx, thingID, id, run)
+}
+
+// DeleteTrigger implements store.Triggers.
+func (c *Store) DeleteTrigger(ctx context.Context, thingID, id string) error {
+	defer c.stateTriggers.drop(thingID)
+	return c.s.DeleteTrigger(ctx, thingID, id)
+}
+
+// AddTriggerResult implements store.Triggers: results are not part of a
+// cached trigger.
+func (c *Store) AddTriggerResult(ctx context.Context, r store.TriggerResult) error {
+	return c.s.AddTriggerResult(ctx, r)
+}
+
+// TriggerResults implements store.Triggers: a read, not cached.
+func (c *Store) TriggerResults(ctx context.Context, thingID, triggerID, paginationKey string, limit int) ([]store.TriggerResult, string, error) {
+	return c.s.TriggerResults(ctx, thingID, triggerID, paginationKey, limit)
 }
 
 // table is one bounded map of cached values with a time to live.

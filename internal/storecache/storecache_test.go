@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,6 +32,56 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return storecache.New(openSQLite(t), storecache.Config{})
 	})
+}
+
+// TestCachedRolesDeclared: every method of a role whose writes the cache
+// invalidates is declared on Store itself, none reached through an embedded
+// field. Then a method added to such a role does not compile until Store
+// implements it, deciding its invalidation, and the roles cannot be passed
+// through wholesale again by embedding them.
+func TestCachedRolesDeclared(t *testing.T) {
+	cached := []reflect.Type{
+		reflect.TypeFor[store.Things](),
+		reflect.TypeFor[store.Installations](),
+		reflect.TypeFor[store.Tokens](),
+		reflect.TypeFor[store.Users](),
+		reflect.TypeFor[store.Triggers](),
+	}
+	for f := range reflect.TypeFor[storecache.Store]().Fields() {
+		if !f.Anonymous {
+			continue
+		}
+		promoted := f.Type
+		if k := promoted.Kind(); k != reflect.Interface && k != reflect.Pointer {
+			promoted = reflect.PointerTo(promoted)
+		}
+		for _, role := range cached {
+			for m := range role.Methods() {
+				if _, ok := promoted.MethodByName(m.Name); ok {
+					t.Errorf("storecache.Store passes %s.%s through its embedded %s: implement it on Store, invalidating what it writes or saying why it needs not",
+						role, m.Name, f.Name)
+				}
+			}
+		}
+	}
+}
+
+// closeStore records that it was closed.
+type closeStore struct {
+	store.Store
+	closed bool
+}
+
+func (s *closeStore) Close() error { s.closed = true; return nil }
+
+func TestCloseClosesInner(t *testing.T) {
+	under := &closeStore{Store: openSQLite(t)}
+	if err := storecache.New(under, storecache.Config{}).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !under.closed {
+		t.Fatal("Close did not close the inner store")
+	}
 }
 
 // countingStore counts the reads that reach the store, and can hold a
