@@ -60,6 +60,7 @@ Flags:
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data `directory`")
 	fs.Var((*storeFlag)(&cfg.Store), "store", "PostgreSQL database shared by several nodes, a postgres:// or postgresql:// `URL` (default: SQLite in --data; docs/scale-out.md)")
 	fs.StringVar(&cfg.Node, "node", "", "this node's `name` among the nodes on one --store (default: the host name)")
+	fs.DurationVar(&cfg.NodeDeadAfter, "node-dead-after", 0, "a node of the --store cluster silent this long counts as dead, its things placed elsewhere (default 5s)")
 	fs.Var((*appsFlag)(&cfg.Apps), "app", "make sure an app with this `ID:KEY` exists; repeatable")
 	fs.StringVar(&cfg.PublicHost, "public-host", cfg.PublicHost, "`host` advertised in mqttEndpoint.host")
 	fs.StringVar(&cfg.OnboardTCP, "onboard-tcp", cfg.OnboardTCP, "onboarding broker, MQTT over TCP `addr`ess (empty: off)")

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -26,6 +28,26 @@ type APIConfig struct {
 	// OnDelivered, if set, is called after a command was written to its
 	// thing and marked DELIVERED (metrics).
 	OnDelivered func(c store.Command, at time.Time)
+	// Sessions, if set, records each connection in the cluster
+	// (internal/cluster) so that a connection with the same client ID on
+	// another node takes it over, and commands stored on other nodes
+	// reach it.
+	Sessions Sessions
+}
+
+// Sessions is the cluster's record of which node holds each client ID.
+type Sessions interface {
+	// Connected records client ID clientID of the thing as session id on
+	// this node, before the CONNACK; an error refuses the connection.
+	Connected(ctx context.Context, clientID, thingID string, id int64) error
+	// Disconnected forgets session id of clientID.
+	Disconnected(ctx context.Context, clientID string, id int64) error
+}
+
+// SessionInfo is one connection of the API broker, as Sessions lists it.
+type SessionInfo struct {
+	ClientID, ThingID string
+	ID                int64
 }
 
 // API is the API broker. A thing connects with the username and password of
@@ -43,6 +65,10 @@ type API struct {
 	closing bool
 	wg      sync.WaitGroup
 
+	// local maps each connected client ID to its session (guarded by
+	// mu), for EndSession and Sessions.
+	local map[string]*apiSession
+
 	// logins ends connections with their credentials (lifetime.go).
 	logins      *logins
 	stopExpiry  chan struct{}
@@ -55,6 +81,8 @@ var (
 )
 
 type apiSession struct {
+	// id numbers the session in the cluster (APIConfig.Sessions).
+	id                             int64
 	appID, thingID, installationID string
 	mqttTopic                      string
 	prefix                         string // p/{mqttTopic}/thing-if/apps/{APP_ID}/
@@ -88,7 +116,7 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	b := &API{cfg: cfg, logins: newLogins()}
+	b := &API{cfg: cfg, logins: newLogins(), local: map[string]*apiSession{}}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
 	b.push = push.New(push.Config{Store: cfg.Store, Logger: b.cfg.Logger, Now: cfg.Now, OnDelivered: cfg.OnDelivered,
 		Timeout: cfg.HandlerTimeout})
@@ -241,9 +269,12 @@ func (h apiHandler) connect(ctx context.Context, cl *endpoint.Conn, pk *packets.
 		prefix:         "p/" + in.MQTTTopic + "/thing-if/apps/" + in.AppID + "/",
 	}
 	s.conn = &pushConn{b: h.b, s: s}
+	if r := h.b.recordSession(ctx, s); r != endpoint.Accept {
+		return r
+	}
 	h.b.logins.track(s)
 	if h.b.logins.revocations() == revocations {
-		cl.SetSession(s)
+		h.b.accepted(cl, s)
 		return endpoint.Accept
 	}
 	// An EndInstallation ran during the lookup above and may have looked
@@ -253,14 +284,62 @@ func (h apiHandler) connect(ctx context.Context, cl *endpoint.Conn, pk *packets.
 	again, err := h.b.cfg.Store.InstallationByUsername(ctx, string(pk.Connect.Username))
 	if err != nil || again.ID != in.ID || again.PasswordHash != in.PasswordHash {
 		h.b.logins.untrack(s)
+		if h.b.cfg.Sessions != nil {
+			_ = h.b.cfg.Sessions.Disconnected(ctx, s.mqttTopic, s.id)
+		}
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			h.b.cfg.Logger.Error("look up installation", "error", err)
 			return endpoint.RefuseUnavailable
 		}
 		return endpoint.RefuseCredentials
 	}
-	cl.SetSession(s)
+	h.b.accepted(cl, s)
 	return endpoint.Accept
+}
+
+// recordSession records s in the cluster, if there is one, before the
+// CONNACK: the node that held its client ID ends its older connection.
+func (b *API) recordSession(ctx context.Context, s *apiSession) endpoint.Refusal {
+	if b.cfg.Sessions == nil {
+		return endpoint.Accept
+	}
+	s.id = newSessionID()
+	if err := b.cfg.Sessions.Connected(ctx, s.mqttTopic, s.thingID, s.id); err != nil {
+		b.cfg.Logger.Error("record session", "error", err)
+		return endpoint.RefuseUnavailable
+	}
+	return endpoint.Accept
+}
+
+// accepted makes s the session of cl and the local holder of its client
+// ID.
+func (b *API) accepted(cl *endpoint.Conn, s *apiSession) {
+	cl.SetSession(s)
+	b.mu.Lock()
+	b.local[s.mqttTopic] = s
+	b.mu.Unlock()
+}
+
+// EndSession ends the connection of clientID whose session is id, as a
+// takeover: the client ID connected on another node.
+func (b *API) EndSession(clientID string, id int64) {
+	b.mu.Lock()
+	s := b.local[clientID]
+	b.mu.Unlock()
+	if s != nil && s.id == id {
+		b.end(s.cl, packets.ErrSessionTakenOver)
+	}
+}
+
+// Sessions lists the connected sessions.
+func (b *API) Sessions() []SessionInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]SessionInfo, 0, len(b.local))
+	for _, s := range b.local {
+		out = append(out, SessionInfo{ClientID: s.mqttTopic, ThingID: s.thingID, ID: s.id})
+	}
+	return out
 }
 
 // Publish serves a request under the thing's request prefix; any other
@@ -326,4 +405,25 @@ func (h apiHandler) Disconnected(cl *endpoint.Conn, cause error) {
 	// Acknowledged pushes are marked DELIVERED here, or they would be
 	// pushed again on the next connection.
 	h.b.push.Detach(s.thingID, s.conn)
+	h.b.mu.Lock()
+	mine := h.b.local[s.mqttTopic] == s
+	if mine {
+		delete(h.b.local, s.mqttTopic)
+	}
+	h.b.mu.Unlock()
+	if mine && h.b.cfg.Sessions != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), h.b.cfg.HandlerTimeout)
+		defer cancel()
+		if err := h.b.cfg.Sessions.Disconnected(ctx, s.mqttTopic, s.id); err != nil {
+			h.b.cfg.Logger.Error("forget session", "error", err)
+		}
+	}
+}
+
+// newSessionID returns a random positive session number: unique across
+// the nodes and their restarts.
+func newSessionID() int64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:]) >> 1)
 }

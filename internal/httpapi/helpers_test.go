@@ -88,7 +88,7 @@ func newEnv(t testing.TB, configure ...func(*Config)) *env {
 	cfg := Config{
 		Store:        db,
 		Logger:       slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		APIBroker:    func(appID, thingID string) BrokerAddr { return testBroker },
+		APIBroker:    func(context.Context, string, string) BrokerAddr { return testBroker },
 		PasswordCost: testCost,
 		Pusher:       e.pusher,
 		Now:          e.clock,

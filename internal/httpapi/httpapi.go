@@ -40,8 +40,9 @@ type Config struct {
 	Logger *slog.Logger
 	// APIBroker names the API broker a thing is sent to in every issued
 	// mqttEndpoint (and the mqtt-endpoint answer). Required. It is called per
-	// answer because ports are known only once listeners bind.
-	APIBroker func(appID, thingID string) BrokerAddr
+	// answer because ports are known only once listeners bind, and because
+	// with several nodes it places the thing (internal/cluster).
+	APIBroker func(ctx context.Context, appID, thingID string) BrokerAddr
 	// EndpointTTL is the lifetime of issued MQTT endpoints. If zero,
 	// DefaultEndpointTTL (what Kii answered).
 	EndpointTTL time.Duration

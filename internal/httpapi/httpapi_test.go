@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -12,7 +13,7 @@ import (
 
 func TestNewValidates(t *testing.T) {
 	e := newEnv(t)
-	broker := func(string, string) BrokerAddr { return testBroker }
+	broker := func(context.Context, string, string) BrokerAddr { return testBroker }
 	tests := []struct {
 		name  string
 		cfg   Config

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,8 +61,8 @@ func (h *Handler) issueEndpoint(in *store.Installation, now time.Time) string {
 }
 
 // endpoint is the answer describing in, whose password is password.
-func (h *Handler) endpoint(in store.Installation, password string) endpointJSON {
-	b := h.cfg.APIBroker(in.AppID, in.ThingID)
+func (h *Handler) endpoint(ctx context.Context, in store.Installation, password string) endpointJSON {
+	b := h.cfg.APIBroker(ctx, in.AppID, in.ThingID)
 	return endpointJSON{
 		InstallationID: in.ID,
 		Username:       in.Username,
@@ -213,7 +214,7 @@ func (h *Handler) getMQTTEndpoint(w http.ResponseWriter, r *http.Request) error 
 	}
 	// The previous password is replaced: its connections end.
 	h.endInstallation(ctx, in.ThingID, in.ID)
-	ep := h.endpoint(in, password)
+	ep := h.endpoint(ctx, in, password)
 	w.Header()[headerMQTTTTL] = []string{strconv.FormatInt(ep.TTL, 10)}
 	writeJSON(w, http.StatusOK, mqttEndpointResponse{endpointJSON: ep, MQTTTTL: ep.TTL})
 	return nil

@@ -187,7 +187,7 @@ func (h *Handler) onboardThing(w http.ResponseWriter, r *http.Request, p princip
 		return onboardingResponse{
 			AccessToken:  tok,
 			ThingID:      thing.ID,
-			MQTTEndpoint: h.endpoint(in, password),
+			MQTTEndpoint: h.endpoint(r.Context(), in, password),
 		}, nil
 	}
 }

@@ -53,6 +53,11 @@ type Config struct {
 	// ConnectTimeout bounds each connection attempt. If zero, the DSN's
 	// connect_timeout, or DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// Node, if set, names the node: its connections say application_name
+	// "thingif/NODE", which pg_stat_activity shows and by which the
+	// command trigger of migration 0002 tells the node that stored a
+	// command from the others (internal/cluster).
+	Node string
 }
 
 // Defaults of Config.
@@ -105,6 +110,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	case pc.ConnConfig.ConnectTimeout == 0:
 		pc.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
+	if cfg.Node != "" {
+		pc.ConnConfig.RuntimeParams["application_name"] = ApplicationName(cfg.Node)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", oneLine(err))
@@ -121,6 +129,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	db.log.Debug("postgres store open")
 	return db, nil
 }
+
+// ApplicationName is the application_name of a node's connections.
+func ApplicationName(node string) string { return "thingif/" + node }
 
 // Pool returns the connection pool, for the cluster's own tables
 // (internal/cluster) on the same database.

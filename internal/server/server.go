@@ -22,6 +22,7 @@ import (
 
 	"github.com/thingif/thingif/codec"
 	"github.com/thingif/thingif/internal/broker"
+	"github.com/thingif/thingif/internal/cluster"
 	"github.com/thingif/thingif/internal/console"
 	"github.com/thingif/thingif/internal/httpapi"
 	"github.com/thingif/thingif/internal/limit"
@@ -76,8 +77,12 @@ type Config struct {
 	// password: it is never logged.
 	Store string
 	// Node names this node among those sharing Store. If empty, the host
-	// name.
+	// name. On PostgreSQL it must be a cluster.ValidName.
 	Node string
+	// NodeDeadAfter is how long a node of the cluster may miss heartbeats
+	// before the others count it dead and place its things elsewhere. If
+	// zero, cluster.DefaultDeadAfter (5 s).
+	NodeDeadAfter time.Duration
 	// Apps are made sure to exist with these keys.
 	Apps []AppCredential
 	// PublicHost is advertised as mqttEndpoint.host.
@@ -190,6 +195,10 @@ func (c Config) Validate() error {
 		return errors.New("config: Store must be a postgres:// or postgresql:// URL (empty: SQLite in DataDir)")
 	case len(c.Node) > 64 || strings.ContainsAny(c.Node, " \t\r\n"):
 		return errors.New("config: Node must be at most 64 bytes without white space")
+	case c.Store != "" && c.Node != "" && cluster.ValidName(c.Node) != nil:
+		return fmt.Errorf("config: %w", cluster.ValidName(c.Node))
+	case c.NodeDeadAfter != 0 && c.NodeDeadAfter < 500*time.Millisecond:
+		return errors.New("config: NodeDeadAfter is under 500ms")
 	}
 	return nil
 }
@@ -214,8 +223,10 @@ type Server struct {
 	db   *sqlite.DB
 	pg   *postgres.DB
 	lock *dirLock
-	// node is this node's name (Config.Node or the host name).
-	node string
+	// node is this node's name (Config.Node or the host name); cluster
+	// its membership of the nodes on PostgreSQL, or nil.
+	node    string
+	cluster *cluster.Cluster
 
 	addrs []Addr
 	// DevApp is the development app created on first start when no app
@@ -336,9 +347,16 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		MaxConnsPerAddr: lim.MaxConnsPerAddr, MaxInflight: lim.MaxInflight,
 		Tap: broker.NewTap(),
 	}
-	s.api, err = broker.NewAPI(broker.APIConfig{Config: bcfg, Store: s.store, OnDelivered: s.metrics.delivered}, apiLns[:]...)
+	apiCfg := broker.APIConfig{Config: bcfg, Store: s.store, OnDelivered: s.metrics.delivered}
+	if s.pg != nil {
+		apiCfg.Sessions = clusterSessions{s}
+	}
+	s.api, err = broker.NewAPI(apiCfg, apiLns[:]...)
 	if err != nil {
 		return nil, fmt.Errorf("api broker: %w", err)
+	}
+	if err := s.joinCluster(ctx, advertised); err != nil {
+		return nil, err
 	}
 	if err := s.newAppSide(); err != nil {
 		return nil, err
@@ -347,7 +365,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Triggers:             s.app.triggers,
 		Store:                s.store,
 		Logger:               s.log.With("component", "httpapi"),
-		APIBroker:            func(string, string) httpapi.BrokerAddr { return advertised },
+		APIBroker:            s.placement(advertised),
 		EndpointTTL:          cfg.EndpointTTL,
 		ThingTokenTTL:        cfg.ThingTokenTTL,
 		PasswordCost:         cfg.PasswordCost,
@@ -510,6 +528,9 @@ func (s *Server) Close(ctx context.Context) error {
 	// closed their own, and closing one again does nothing.
 	for _, l := range s.brokerLns {
 		l.Close()
+	}
+	if err := s.leaveCluster(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	s.stopAppSide()
 	switch {

@@ -29,7 +29,7 @@ func (s *Server) openStore(ctx context.Context) error {
 	cacheCfg := storecache.Config{}
 	if s.cfg.Store != "" {
 		pgLog := slog.New(minLevel{s.log.Handler(), slog.LevelWarn}).With("component", "postgres")
-		db, err := postgres.Open(ctx, postgres.Config{DSN: s.cfg.Store, Logger: pgLog})
+		db, err := postgres.Open(ctx, postgres.Config{DSN: s.cfg.Store, Logger: pgLog, Node: s.node})
 		if err != nil {
 			return fmt.Errorf("store: %w", err)
 		}
