@@ -56,7 +56,7 @@ type Node struct {
 	Alive bool
 	// Connections is the node's API-broker connection count at its last
 	// heartbeat; Assigned the things placed on it.
-	Connections, Assigned int64
+	Connections, Assigned  int64
 	StartedAt, HeartbeatAt time.Time
 }
 

@@ -123,4 +123,3 @@ func TestClusterPushAndTakeover(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-
