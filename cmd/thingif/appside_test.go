@@ -32,6 +32,9 @@ func TestAppSideCLI(t *testing.T) {
 		return out
 	}
 
+	// One server on SQLite: itself, alive, on its API broker's port.
+	mustCLI(fmt.Sprintf(`(?m)^NODE +STATE .*\n\S+ +alive +127\.0\.0\.1 +%d/0/0/0 +0 +0 `, srv.Port("mqtt-tcp")), "nodes")
+	mustCLI(`"alive": true`, "nodes", "--json")
 	mustCLI(`^user alice created: u\.\w+\n$`, "user", "create", "--name", "alice", "--password", "pw-alice")
 	if _, err := cli("user", "create", "--name", "alice", "--password", "pw-alice"); err == nil || !strings.Contains(err.Error(), "USER_ALREADY_EXISTS") {
 		t.Fatalf("second user create: %v", err)

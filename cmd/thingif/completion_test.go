@@ -15,7 +15,7 @@ func TestComplete(t *testing.T) {
 		words []string
 		want  []string
 	}{
-		{"top", []string{""}, []string{"app", "backup", "bench", "command", "completion", "serve", "state", "thing", "trigger", "user", "version"}},
+		{"top", []string{""}, []string{"app", "backup", "bench", "command", "completion", "nodes", "serve", "state", "thing", "trigger", "user", "version"}},
 		{"top prefix", []string{"t"}, []string{"thing", "trigger"}},
 		{"group", []string{"user", ""}, []string{"create", "delete", "list"}},
 		{"leaf flags", []string{"user", "create", "--pass"}, []string{"--password", "--password-stdin"}},

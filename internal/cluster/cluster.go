@@ -505,6 +505,9 @@ func (c *Cluster) ThingNodes(ctx context.Context, thingID string) ([]string, err
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nodes of thing: %w", err)
 	}
+	if nodes == nil {
+		nodes = []string{} // none: offline, not unknown
+	}
 	return nodes, nil
 }
 

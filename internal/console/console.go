@@ -12,6 +12,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,10 @@ type Config struct {
 	// commands are pushed to (broker.API.Subscribed), for
 	// GET /console/api/connection.
 	Subscribed func(thingID string) int
+	// ThingNodes, if set, names the nodes of the cluster that hold a
+	// connection of the thing (cluster.Cluster.ThingNodes), for the same
+	// answer: with several nodes, the thing may be connected to another.
+	ThingNodes func(ctx context.Context, thingID string) ([]string, error)
 	// Logger receives the console's logs. If nil, logs are discarded.
 	Logger *slog.Logger
 	// Buffer is the number of events held per inspector stream for a slow
@@ -116,7 +121,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if strings.HasSuffix(r.URL.Path, "/connection") {
-			h.connection(w, f)
+			h.connection(w, r, f)
 			return
 		}
 		h.stream(w, r, f)
@@ -183,15 +188,26 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) (broker.Filt
 	return f, true
 }
 
-// connection answers {"subscribed":N}: how many of the thing's API broker
-// connections commands are pushed to now (null if unknown).
-func (h *Handler) connection(w http.ResponseWriter, f broker.Filter) {
+// connection answers {"subscribed":N,"nodes":[…]}: how many of the
+// thing's connections to this node's API broker commands are pushed to now
+// (null if unknown), and, with several nodes, the nodes that hold a
+// connection of the thing (absent on one node, null if unknown).
+func (h *Handler) connection(w http.ResponseWriter, r *http.Request, f broker.Filter) {
 	var out struct {
-		Subscribed *int `json:"subscribed"`
+		Subscribed *int      `json:"subscribed"`
+		Nodes      *[]string `json:"nodes,omitempty"`
 	}
 	if h.cfg.Subscribed != nil && f.ThingID != "" {
 		n := h.cfg.Subscribed(f.ThingID)
 		out.Subscribed = &n
+	}
+	if h.cfg.ThingNodes != nil && f.ThingID != "" {
+		nodes, err := h.cfg.ThingNodes(r.Context(), f.ThingID)
+		if err != nil {
+			h.cfg.Logger.Error("connection: nodes of thing", "error", err)
+			nodes = nil
+		}
+		out.Nodes = &nodes
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -43,6 +43,9 @@ type Config struct {
 	// answer because ports are known only once listeners bind, and because
 	// with several nodes it places the thing (internal/cluster).
 	APIBroker func(ctx context.Context, appID, thingID string) BrokerAddr
+	// Nodes, if set, lists the nodes serving the store for GET …/nodes;
+	// if nil, that list is empty.
+	Nodes NodesFunc
 	// EndpointTTL is the lifetime of issued MQTT endpoints. If zero,
 	// DefaultEndpointTTL (what Kii answered).
 	EndpointTTL time.Duration
@@ -102,11 +105,11 @@ type Config struct {
 
 // BrokerAddr is where an API broker listens, as advertised to things.
 type BrokerAddr struct {
-	Host    string
-	PortTCP int
-	PortSSL int
-	PortWS  int
-	PortWSS int
+	Host    string `json:"host"`
+	PortTCP int    `json:"portTCP"`
+	PortSSL int    `json:"portSSL"`
+	PortWS  int    `json:"portWS"`
+	PortWSS int    `json:"portWSS"`
 }
 
 // Pusher pushes commands to their things' live MQTT connections. Push is

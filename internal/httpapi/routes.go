@@ -73,6 +73,7 @@ func (h *Handler) routeTable() []route {
 		{trigPrefix + "/results/server-code", methods{http.MethodGet: h.listTriggerResults}},
 
 		{thingsPrefix, methods{http.MethodGet: h.listThings}},
+		{thingIFPrefix + "/nodes", methods{http.MethodGet: h.listNodes}},
 		{thingPrefix, methods{http.MethodGet: h.getThing}},
 		{thingPrefix + "/firmware-version", methods{
 			http.MethodGet: h.getThingField(firmwareVersionField),

@@ -92,3 +92,29 @@ func (b clusterBroker) Sessions() []cluster.Session {
 	}
 	return out
 }
+
+// nodes is httpapi.Config.Nodes: the cluster's registry on PostgreSQL, this
+// node alone on SQLite.
+func (s *Server) nodes(self httpapi.BrokerAddr) httpapi.NodesFunc {
+	started := time.Now()
+	return func(ctx context.Context) ([]httpapi.Node, error) {
+		if s.cluster == nil {
+			return []httpapi.Node{{Name: s.node, BrokerAddr: self, Alive: true, Connections: s.api.Connections(),
+				StartedAt: httpapi.Millis(started)}}, nil
+		}
+		ns, err := s.cluster.Nodes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]httpapi.Node, len(ns))
+		for i, n := range ns {
+			out[i] = httpapi.Node{Name: n.Name, Alive: n.Alive, Connections: n.Connections, AssignedThings: n.Assigned,
+				BrokerAddr: httpapi.BrokerAddr{Host: n.Host, PortTCP: n.PortTCP, PortSSL: n.PortSSL, PortWS: n.PortWS, PortWSS: n.PortWSS},
+				StartedAt:  httpapi.Millis(n.StartedAt), HeartbeatAt: httpapi.Millis(n.HeartbeatAt)}
+			if !n.Alive {
+				out[i].Connections = 0
+			}
+		}
+		return out, nil
+	}
+}

@@ -123,3 +123,81 @@ func TestClusterPushAndTakeover(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestClusterNodesAndRevocation: every node lists the cluster, a node that
+// left is listed dead at once, the console says on which node a thing is
+// connected, and a token revoked on one node is refused by the others
+// within the cache's TTL.
+func TestClusterNodesAndRevocation(t *testing.T) {
+	nodes := startNodes(t, 3)
+	admin := adminToken(t, nodes[0])
+	type nodeJSON struct {
+		Name        string `json:"name"`
+		Alive       bool   `json:"alive"`
+		PortTCP     int    `json:"portTCP"`
+		Connections int64  `json:"connections"`
+	}
+	list := func(s *Server) []nodeJSON {
+		var out struct {
+			Nodes []nodeJSON `json:"nodes"`
+		}
+		if code := rest(t, s, "GET", "/thing-if/apps/"+testAppID+"/nodes", admin, "", "", &out); code != 200 {
+			t.Fatalf("GET nodes: %d", code)
+		}
+		return out.Nodes
+	}
+	got := list(nodes[1])
+	if len(got) != 3 {
+		t.Fatalf("nodes %+v, want 3", got)
+	}
+	for i, n := range got {
+		if n.Name != fmt.Sprintf("n%d", i) || !n.Alive || n.PortTCP != nodes[i].Port("mqtt-tcp") {
+			t.Fatalf("node %d: %+v", i, n)
+		}
+	}
+
+	// A thing connected on its node: the console of another says where.
+	anon, err := dialV3(t, brokerURL(nodes[0], "onboard-tcp"), "anonymous", "type=oauth2&client_id="+testAppID, "client_secret="+testAppKey, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := onboard(t, anon, "vt", "pw")
+	anon.Close()
+	home := nodeOf(t, nodes, ob)
+	c, err := dialV3(t, brokerURL(nodes[home], "mqtt-tcp"), ob.MQTTEndpoint.MQTTTopic, ob.MQTTEndpoint.Username, ob.MQTTEndpoint.Password, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	away := (home + 1) % 3
+	var conn struct {
+		Nodes []string `json:"nodes"`
+	}
+	if code := rest(t, nodes[away], "GET", "/console/api/connection?app="+testAppID+"&thing="+ob.ThingID, admin, "", "", &conn); code != 200 ||
+		len(conn.Nodes) != 1 || conn.Nodes[0] != fmt.Sprintf("n%d", home) {
+		t.Fatalf("console connection on node %d: %d %+v, want [n%d]", away, code, conn, home)
+	}
+
+	// Revoked on node 0, used on node 1 (which has it cached).
+	tok := adminToken(t, nodes[0])
+	if code := rest(t, nodes[1], "GET", "/thing-if/apps/"+testAppID+"/nodes", tok, "", "", nil); code != 200 {
+		t.Fatalf("fresh token on node 1: %d", code)
+	}
+	if code := rest(t, nodes[0], "POST", "/api/apps/"+testAppID+"/oauth2/revoke", tok, "application/json", `{"token":"`+tok+`"}`, nil); code != 200 {
+		t.Fatalf("revoke: %d", code)
+	}
+	revoked := time.Now()
+	for rest(t, nodes[1], "GET", "/thing-if/apps/"+testAppID+"/nodes", tok, "", "", nil) == 200 {
+		if time.Since(revoked) > 5*pgCacheTTL {
+			t.Fatalf("revoked token still works on node 1 after %v", time.Since(revoked))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("revoked token refused by node 1 after %v", time.Since(revoked))
+
+	// Node 2 leaves: listed dead at once.
+	nodes[2].Close(t.Context())
+	if got := list(nodes[0]); got[2].Alive {
+		t.Fatalf("node 2 after Close: %+v", got[2])
+	}
+}

@@ -366,6 +366,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		Store:                s.store,
 		Logger:               s.log.With("component", "httpapi"),
 		APIBroker:            s.placement(advertised),
+		Nodes:                s.nodes(advertised),
 		EndpointTTL:          cfg.EndpointTTL,
 		ThingTokenTTL:        cfg.ThingTokenTTL,
 		PasswordCost:         cfg.PasswordCost,
@@ -382,7 +383,11 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 		return nil, fmt.Errorf("http handler: %w", err)
 	}
 	ref.h = s.metrics.instrument("mqtt", s.handler)
-	s.console, err = console.New(console.Config{API: s.handler, Tap: bcfg.Tap, Subscribed: s.api.Subscribed, Logger: s.log.With("component", "console")})
+	ccfg := console.Config{API: s.handler, Tap: bcfg.Tap, Subscribed: s.api.Subscribed, Logger: s.log.With("component", "console")}
+	if s.cluster != nil {
+		ccfg.ThingNodes = s.cluster.ThingNodes
+	}
+	s.console, err = console.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}

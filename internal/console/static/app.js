@@ -185,7 +185,14 @@ async function loadConnection(id) {
     const r = await fetch("/console/api/connection?app=" + encodeURIComponent(session.app) + "&thing=" + encodeURIComponent(id),
       { headers: { Authorization: "Bearer " + session.token } });
     const c = await r.json();
-    if (!r.ok || c.subscribed == null) { n.textContent = "unknown"; n.dataset.state = "unknown"; return; }
+    if (!r.ok || (c.subscribed == null && c.nodes === undefined)) { n.textContent = "unknown"; n.dataset.state = "unknown"; return; }
+    if (c.nodes !== undefined) {
+      // Several nodes: the nodes that hold a connection of the thing.
+      const nodes = c.nodes || [];
+      n.textContent = c.nodes == null ? "unknown" : nodes.length ? "online, connected on node " + nodes.join(", ") : "offline";
+      n.dataset.state = c.nodes == null ? "unknown" : nodes.length ? "online" : "offline";
+      return;
+    }
     n.textContent = c.subscribed > 0 ? "online, " + c.subscribed + (c.subscribed === 1 ? " connection" : " connections") + " subscribed to its commands" : "offline";
     n.dataset.state = c.subscribed > 0 ? "online" : "offline";
   } catch (_) { n.textContent = "unknown"; n.dataset.state = "unknown"; }
