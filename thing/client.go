@@ -27,6 +27,10 @@ const (
 // errExpired ends a session whose endpoint ttl has passed.
 var errExpired = errors.New("endpoint ttl passed")
 
+// errUnreachable ends a session whose API broker was unreachable for
+// Config.ReonboardAfter.
+var errUnreachable = errors.New("api broker unreachable")
+
 // refusedCode reports whether a CONNACK reason code (MQTT 5) says the
 // credentials or the client ID will never be accepted: a retry with the
 // same ones cannot succeed.
@@ -279,6 +283,10 @@ func (c *Client) session(ctx context.Context, creds *Credentials) error {
 	}
 	topic := creds.Endpoint.MQTTTopic
 	log := c.log.With(logBroker, u.Redacted())
+	// downSince is when the session last had no connection (UnixNano; 0
+	// while connected), for ReonboardAfter.
+	var downSince atomic.Int64
+	downSince.Store(time.Now().UnixNano())
 	cm, err := autopaho.NewConnection(sctx, autopaho.ClientConfig{
 		ServerUrls:       []*url.URL{u},
 		TlsCfg:           c.cfg.TLSConfig,
@@ -296,6 +304,7 @@ func (c *Client) session(ctx context.Context, creds *Credentials) error {
 			return p, nil
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			downSince.Store(0)
 			c.mu.Lock()
 			c.conn++
 			n := c.conn
@@ -308,6 +317,7 @@ func (c *Client) session(ctx context.Context, creds *Credentials) error {
 			}()
 		},
 		OnConnectionDown: func() bool {
+			downSince.Store(time.Now().UnixNano())
 			c.down()
 			log.Info("connection lost; reconnecting")
 			if creds.expired(time.Now()) {
@@ -320,6 +330,12 @@ func (c *Client) session(ctx context.Context, creds *Credentials) error {
 			var ce *autopaho.ConnackError
 			if errors.As(err, &ce) && refusedCode(ce.ReasonCode) {
 				finish(err)
+				return
+			}
+			if since := downSince.Load(); ce == nil && since != 0 && c.cfg.ReonboardAfter > 0 &&
+				time.Since(time.Unix(0, since)) >= c.cfg.ReonboardAfter {
+				log.Warn("api broker unreachable; onboarding again", logError, err, "for", c.cfg.ReonboardAfter)
+				finish(errUnreachable)
 				return
 			}
 			if sctx.Err() == nil {

@@ -22,6 +22,11 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	// DefaultCallTimeout is the default Config.CallTimeout.
 	DefaultCallTimeout = 30 * time.Second
+	// DefaultReonboardAfter is the default Config.ReonboardAfter: long
+	// enough that a broker restarting does not send every thing to
+	// onboarding, short enough that a dead node's things move within a
+	// minute.
+	DefaultReonboardAfter = 60 * time.Second
 )
 
 // Backoff returns how long to wait before connection attempt number
@@ -97,6 +102,13 @@ type Config struct {
 	// Backoff spaces connection attempts, onboarding included. If nil,
 	// DefaultBackoff().
 	Backoff Backoff
+	// ReonboardAfter: when the API broker has been unreachable this long
+	// (every connection attempt failing below MQTT: refused, reset, timed
+	// out), the client onboards again and uses the broker the new answer
+	// names. With several thingif nodes that is a live node when the
+	// thing's own died (docs/scale-out.md). If zero,
+	// DefaultReonboardAfter; negative: never.
+	ReonboardAfter time.Duration
 
 	// Logger receives the client's logs. If nil, logs are discarded.
 	Logger *slog.Logger
@@ -141,6 +153,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Backoff == nil {
 		c.Backoff = DefaultBackoff()
+	}
+	if c.ReonboardAfter == 0 {
+		c.ReonboardAfter = DefaultReonboardAfter
 	}
 	if c.Store == nil {
 		c.Store = new(MemoryStore)

@@ -3,6 +3,7 @@ package thing_test
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -281,3 +282,43 @@ func TestDuplicatePush(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestBrokerUnreachable: stored credentials name an API broker nobody
+// listens on any more (its node died): after ReonboardAfter of refused
+// connections the client onboards again and works with the broker the
+// new answer names.
+func TestBrokerUnreachable(t *testing.T) {
+	s := startServer(t, serverConfig(t.TempDir()))
+	admin := s.adminToken(t)
+	st := new(thing.MemoryStore)
+	cfg := s.thingConfig(t, "vt-unreachable")
+	cfg.Store = st
+	cfg.OnCommand = newRecorder(true).handle
+	c := startClient(t, cfg)
+	first := c.Credentials()
+	disconnect(t, c)
+
+	// A port that refuses connections, as a dead node's does.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	stale := *first
+	stale.Endpoint.PortTCP = dead
+	if err := st.Save(t.Context(), &stale); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ReonboardAfter = 300 * time.Millisecond
+	c = startClient(t, cfg)
+	awaitConnection(t, c)
+	now := c.Credentials()
+	if now.Endpoint.PortTCP == dead || now.ThingID != first.ThingID {
+		t.Fatalf("credentials after the dead broker: %+v, first %+v", now, first)
+	}
+	cid := s.sendCommand(t, admin, now.ThingID, v1Command)
+	if st := s.awaitCommandState(t, admin, now.ThingID, cid).CommandState; st != "DONE" {
+		t.Fatalf("command after onboarding again ended %s", st)
+	}
+}

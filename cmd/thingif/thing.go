@@ -53,6 +53,7 @@ func (f *thingFlags) register(fs *flagSet) {
 	fs.StringVar(&f.cfg.FirmwareVersion, "firmware-version", "", "firmwareVersion sent with the onboarding")
 	fs.StringVar(&f.caFile, "ca", "", "PEM `file` of the CA that signed the server certificate (ssl, wss)")
 	fs.BoolVar(&f.insecure, "insecure", false, "do not verify the server certificate")
+	fs.DurationVar(&f.cfg.ReonboardAfter, "reonboard-after", 0, "onboard again when the API broker was unreachable this long, to reach a live node (default 1m; negative: never)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 }
 
