@@ -439,10 +439,16 @@ func (c *Cluster) Place(ctx context.Context, thingID string) (Addr, error) {
 		return c.cfg.Addr, fmt.Errorf("cluster: place thing: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, c.cfg.Pool, func(tx pgx.Tx) error {
+		// Placements take turns, so that each sees the counts the last one
+		// left: a row lock on the emptiest node would let placements at
+		// once all pick it. Only a thing's first placement (and one after
+		// its node died) comes here.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(6, 0)`); err != nil {
+			return err
+		}
 		var name string
-		// FOR UPDATE: placements at once take turns on the emptiest node.
 		err := tx.QueryRow(ctx, `SELECT name, host, port_tcp, port_ssl, port_ws, port_wss FROM nodes
-			WHERE heartbeat_at >= thingif_now_ms() - $1 ORDER BY assigned, name LIMIT 1 FOR UPDATE`, dead).
+			WHERE heartbeat_at >= thingif_now_ms() - $1 ORDER BY assigned, name LIMIT 1`, dead).
 			Scan(&name, &a.Host, &a.PortTCP, &a.PortSSL, &a.PortWS, &a.PortWSS)
 		if errors.Is(err, pgx.ErrNoRows) {
 			a, name = c.cfg.Addr, c.cfg.Node
