@@ -67,6 +67,15 @@ type Thing struct {
 	ModifiedAt           time.Time
 }
 
+// EndNode is the gateway link of an end node: the thing behind a gateway,
+// and whether the gateway last reported it connected.
+type EndNode struct {
+	ThingID    string
+	GatewayID  string
+	Online     bool
+	ModifiedAt time.Time
+}
+
 // VendorThingIDUpdate is a change of a thing's vendorThingID (Kii's PUT
 // …/things/{ID}/vendor-thing-id), the one change of a thing's identity
 // besides onboarding.
@@ -161,6 +170,10 @@ const (
 	CommandDone       CommandState = "DONE"
 	CommandIncomplete CommandState = "INCOMPLETE"
 )
+
+// CommandExpired is the state of a command that was never delivered within
+// the configured command expiry (see docs/protocol-decisions.md).
+const CommandExpired CommandState = "EXPIRED"
 
 // Command is a command sent by an app or owner to a thing.
 type Command struct {
