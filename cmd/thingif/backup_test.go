@@ -21,6 +21,7 @@ import (
 	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/server"
+	"github.com/thingif/thingif/internal/store"
 )
 
 const backupApp, backupKey = "bkapp", "bk-key"
@@ -266,7 +267,7 @@ func TestBackupUnderLoad(t *testing.T) {
 		}
 	}
 	for id, n := range states {
-		h, err := st.StateHistory(t.Context(), id, "AC", time.Time{}, time.Time{}, 0)
+		h, _, err := st.StateHistory(t.Context(), store.HistoryQuery{ThingID: id, Alias: "AC"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,13 +1,17 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/thingif/thingif/internal/store"
 )
 
 // historyEnv is a thing with a history of alias AC, and the _created time
@@ -68,7 +72,8 @@ func (p tsPage) ts() []float64 {
 // TestHistoryQueryClauses: ungrouped queries in Kii's clause language, in
 // the bytes thing-if's JavaScript SDK sends (bestEffortLimit,
 // firmwareVersion and paginationKey before query, as JSON.stringify writes
-// its object). Pages hold matching entries only.
+// its object). Pages hold matching entries only; "{next}" in a body is the
+// nextPaginationKey of the case before.
 func TestHistoryQueryClauses(t *testing.T) {
 	h := newHistoryEnv(t, "10", "35", "40", "20", "50")
 	tests := []struct {
@@ -79,7 +84,7 @@ func TestHistoryQueryClauses(t *testing.T) {
 		{"all", `{"query":{"clause":{"type":"all"}}}`, []float64{10, 35, 40, 20, 50}, false},
 		{"no clause", `{"query":{}}`, []float64{10, 35, 40, 20, 50}, false},
 		{"greaterThan, first page of the matching", `{"bestEffortLimit":2,"firmwareVersion":"1.0","query":{"clause":{"type":"range","field":"t","lowerLimit":30,"lowerIncluded":false}}}`, []float64{35, 40}, true},
-		{"greaterThan, second page", `{"bestEffortLimit":2,"firmwareVersion":"1.0","paginationKey":"2","query":{"clause":{"type":"range","field":"t","lowerLimit":30,"lowerIncluded":false}}}`, []float64{50}, false},
+		{"greaterThan, second page", `{"bestEffortLimit":2,"firmwareVersion":"1.0","paginationKey":"{next}","query":{"clause":{"type":"range","field":"t","lowerLimit":30,"lowerIncluded":false}}}`, []float64{50}, false},
 		{"lessThanEquals", `{"query":{"clause":{"type":"range","field":"t","upperLimit":35,"upperIncluded":true}}}`, []float64{10, 35, 20}, false},
 		{"range both limits, included by default", `{"query":{"clause":{"type":"range","field":"t","upperLimit":40,"lowerLimit":20}}}`, []float64{35, 40, 20}, false},
 		{"eq", `{"query":{"clause":{"type":"eq","field":"t","value":40}}}`, []float64{40}, false},
@@ -88,12 +93,14 @@ func TestHistoryQueryClauses(t *testing.T) {
 		{"or", `{"query":{"clause":{"type":"or","clauses":[{"type":"eq","field":"t","value":10},{"type":"eq","field":"t","value":50}]}}}`, []float64{10, 50}, false},
 		{"eq on a missing field", `{"query":{"clause":{"type":"eq","field":"nope","value":1}}}`, []float64{}, false},
 	}
+	next := ""
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := h.do("POST", h.query, tt.body, h.admin...)
+			r := h.do("POST", h.query, strings.ReplaceAll(tt.body, "{next}", next), h.admin...)
 			check(t, r, 200, "")
 			var page tsPage
 			r.decode(t, &page)
+			next = page.NextPaginationKey
 			if diff := cmp.Diff(tt.want, page.ts()); diff != "" {
 				t.Fatalf("results %s (-want +got):\n%s", r.body, diff)
 			}
@@ -230,7 +237,8 @@ func TestHistoryQueryGrouped(t *testing.T) {
 
 // TestHistoryAggregateHugeNumbers: SUM and MEAN over values near the
 // largest float64 answer finite numbers or null, never a 5xx; COUNT counts
-// non-null values only.
+// non-null values only. Alike when the store aggregates (no clause) and
+// when the handler does (a clause on a field).
 func TestHistoryAggregateHugeNumbers(t *testing.T) {
 	null := math.NaN() // stands for a JSON null in want
 	tests := []struct {
@@ -247,20 +255,22 @@ func TestHistoryAggregateHugeNumbers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHistoryEnv(t, tt.values...)
-			r := h.do("POST", h.query, `{"query":{"aggregations":[{"type":"SUM","field":"t"},{"type":"MEAN","field":"t"},{"type":"COUNT","field":"t"}]}}`, h.admin...)
-			check(t, r, 200, "")
-			var out struct{ Aggregations []aggregation }
-			r.decode(t, &out)
-			if len(out.Aggregations) != 3 {
-				t.Fatalf("answer %s", r.body)
-			}
-			for i, want := range []float64{tt.sum, tt.mean, tt.count} {
-				got := out.Aggregations[i].Value
-				switch {
-				case math.IsNaN(want) && got != nil:
-					t.Errorf("%s = %g, want null (%s)", out.Aggregations[i].Type, *got, r.body)
-				case !math.IsNaN(want) && (got == nil || math.Abs(*got-want) > math.Abs(want)*1e-15):
-					t.Errorf("%s = %v, want %g (%s)", out.Aggregations[i].Type, got, want, r.body)
+			for _, clause := range []string{"", `"clause":{"type":"not","clause":{"type":"eq","field":"nope","value":1}},`} {
+				r := h.do("POST", h.query, `{"query":{`+clause+`"aggregations":[{"type":"SUM","field":"t"},{"type":"MEAN","field":"t"},{"type":"COUNT","field":"t"}]}}`, h.admin...)
+				check(t, r, 200, "")
+				var out struct{ Aggregations []aggregation }
+				r.decode(t, &out)
+				if len(out.Aggregations) != 3 {
+					t.Fatalf("answer %s", r.body)
+				}
+				for i, want := range []float64{tt.sum, tt.mean, tt.count} {
+					got := out.Aggregations[i].Value
+					switch {
+					case math.IsNaN(want) && got != nil:
+						t.Errorf("%s = %g, want null (%s)", out.Aggregations[i].Type, *got, r.body)
+					case !math.IsNaN(want) && (got == nil || math.Abs(*got-want) > math.Abs(want)*1e-15):
+						t.Errorf("%s = %v, want %g (%s)", out.Aggregations[i].Type, got, want, r.body)
+					}
 				}
 			}
 		})
@@ -306,4 +316,162 @@ func TestHistoryQueryErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newBigHistoryEnv stores n states {"AC":{"t":i}} of one thing, a second
+// apart from e.now, through the store (uploads over HTTP would take
+// minutes), and returns them with the time of the first.
+func newBigHistoryEnv(t *testing.T, n int) (*historyEnv, time.Time) {
+	e := newEnv(t)
+	th := e.onboard("v-1", "pw")
+	start := e.now.Truncate(time.Hour)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 { // concurrent writes commit in groups: seconds, not minutes
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				if err := e.st.WriteStates(t.Context(), store.StateWrite{ThingID: th.ThingID, Mode: store.StateReplace,
+					At: start.Add(time.Duration(i) * time.Second), Aliases: map[string]json.RawMessage{"AC": json.RawMessage(fmt.Sprintf(`{"t":%d}`, i))}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	return &historyEnv{env: e, query: "/thing-if/apps/" + testApp + "/targets/thing:" + th.ThingID + "/states/aliases/AC/query",
+		admin: with(bearer(e.appToken(testApp, testAppKey)), "Content-Type", "application/vnd.kii.TraitStateQueryRequest+json")}, start
+}
+
+// TestHistoryBeyondTenThousand: a history of more than the 10,000 entries
+// one query used to read. Paging reaches the newest, a page with a clause
+// that matches rarely ends after 10,000 entries with a key to go on,
+// aggregations under a time range are exact over the whole range, and
+// queries evaluated entry by entry answer in full or 400, never a part.
+func TestHistoryBeyondTenThousand(t *testing.T) {
+	const n = 10_050
+	h, start := newBigHistoryEnv(t, n)
+	post := func(t *testing.T, body string, status int) resp {
+		t.Helper()
+		r := h.do("POST", h.query, body, h.admin...)
+		code := ""
+		if status == 400 {
+			code = "INVALID_INPUT_DATA"
+		}
+		check(t, r, status, code)
+		return r
+	}
+
+	t.Run("paging reaches the newest", func(t *testing.T) {
+		var ts []float64
+		key, pages := "", 0
+		for {
+			body := `{"query":{"clause":{"type":"all"}},"bestEffortLimit":100`
+			if key != "" {
+				body += `,"paginationKey":"` + key + `"`
+			}
+			var page tsPage
+			post(t, body+`}`, 200).decode(t, &page)
+			pages++
+			ts = append(ts, page.ts()...)
+			if key = page.NextPaginationKey; key == "" {
+				break
+			}
+			if pages > n {
+				t.Fatal("pages without end")
+			}
+		}
+		if len(ts) != n || pages != 101 || ts[0] != 0 || ts[n-1] != n-1 {
+			t.Fatalf("%d pages of %d entries, first %v last %v; want 101 pages of all %d", pages, len(ts), ts[0], ts[len(ts)-1], n)
+		}
+		for i, v := range ts {
+			if v != float64(i) {
+				t.Fatalf("entry %d is t=%v", i, v)
+			}
+		}
+	})
+	t.Run("a page ends after 10,000 entries read", func(t *testing.T) {
+		body := fmt.Sprintf(`"query":{"clause":{"type":"eq","field":"t","value":%d}}`, n-1)
+		var page tsPage
+		post(t, `{`+body+`}`, 200).decode(t, &page)
+		if len(page.Results) != 0 || page.NextPaginationKey == "" {
+			t.Fatalf("first page %+v, want no results and a key", page)
+		}
+		key := page.NextPaginationKey
+		page = tsPage{}
+		post(t, `{`+body+`,"paginationKey":"`+key+`"}`, 200).decode(t, &page)
+		if diff := cmp.Diff([]float64{n - 1}, page.ts()); diff != "" || page.NextPaginationKey != "" {
+			t.Fatalf("second page %+v (-want +got):\n%s", page, diff)
+		}
+	})
+	t.Run("a time range reaches the newest at once", func(t *testing.T) {
+		var page tsPage
+		post(t, fmt.Sprintf(`{"query":{"clause":{"type":"withinTimeRange","lowerLimit":%d,"upperLimit":%d}}}`,
+			start.Add((n-3)*time.Second).UnixMilli(), start.Add(n*time.Second).UnixMilli()), 200).decode(t, &page)
+		if diff := cmp.Diff([]float64{n - 3, n - 2, n - 1}, page.ts()); diff != "" || page.NextPaginationKey != "" {
+			t.Fatalf("page %+v (-want +got):\n%s", page, diff)
+		}
+	})
+	t.Run("aggregations are exact", func(t *testing.T) {
+		var out struct{ Aggregations []aggregation }
+		post(t, `{"query":{"aggregations":[{"type":"COUNT"},{"type":"SUM","field":"t"},{"type":"MEAN","field":"t"},{"type":"MIN","field":"t"},{"type":"MAX","field":"t"}]}}`, 200).decode(t, &out)
+		var got []string
+		for _, a := range out.Aggregations {
+			v, _ := json.Marshal(a.Value)
+			o, _ := json.Marshal(a.Object)
+			got = append(got, fmt.Sprintf("%s=%s %s", a.Type, v, o))
+		}
+		want := []string{fmt.Sprintf("COUNT=%d null", n), fmt.Sprintf("SUM=%d null", n*(n-1)/2), fmt.Sprintf("MEAN=%v null", float64(n-1)/2),
+			fmt.Sprintf(`MIN=0 {"_created":%d,"t":0}`, start.UnixMilli()),
+			fmt.Sprintf(`MAX=%d {"_created":%d,"t":%d}`, n-1, start.Add((n-1)*time.Second).UnixMilli(), n-1)}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("aggregations (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("grouped aggregations agree with the entry-by-entry evaluation", func(t *testing.T) {
+		timeRange := fmt.Sprintf(`{"type":"withinTimeRange","lowerLimit":%d,"upperLimit":%d}`, start.UnixMilli(), start.Add(n*time.Second).UnixMilli())
+		aggs := `"aggregations":[{"type":"COUNT","field":"t"},{"type":"SUM","field":"t"},{"type":"MEAN","field":"t"},{"type":"MIN","field":"t"},{"type":"MAX","field":"t"}]`
+		store := post(t, `{"query":{"grouped":true,"clause":`+timeRange+`,`+aggs+`}}`, 200)
+		// A clause on a field that every entry passes is evaluated here.
+		each := post(t, `{"query":{"grouped":true,"clause":{"type":"and","clauses":[{"type":"not","clause":{"type":"eq","field":"nope","value":1}},`+timeRange+`]},`+aggs+`}}`, 200)
+		if string(store.body) != string(each.body) {
+			t.Fatalf("store's answer\n%.2000s\ndiffers from the entry-by-entry one\n%.2000s", store.body, each.body)
+		}
+		var out struct{ GroupedResults []historyGroup }
+		store.decode(t, &out)
+		if len(out.GroupedResults) != 12 { // 10,050 s in groups of 15 minutes from a full hour
+			t.Fatalf("%d groups, want 12", len(out.GroupedResults))
+		}
+	})
+	t.Run("grouped objects beyond 10,000", func(t *testing.T) {
+		r := post(t, `{"query":{"grouped":true,"clause":{"type":"all"}}}`, 400)
+		if !strings.Contains(string(r.body), "at most 10000 entries") || !strings.Contains(string(r.body), "narrow the time range") {
+			t.Fatalf("answer %s", r.body)
+		}
+		var out struct{ GroupedResults []historyGroup }
+		post(t, fmt.Sprintf(`{"query":{"grouped":true,"clause":{"type":"withinTimeRange","lowerLimit":%d,"upperLimit":%d}}}`,
+			start.UnixMilli(), start.Add(time.Hour-time.Millisecond).UnixMilli()), 200).decode(t, &out)
+		if len(out.GroupedResults) != 4 || len(out.GroupedResults[3].Objects) != 900 {
+			t.Fatalf("%d groups in an hour", len(out.GroupedResults))
+		}
+	})
+	t.Run("a clause on fields beyond the scan bound", func(t *testing.T) {
+		defer func(old int) { maxHistoryScan = old }(maxHistoryScan)
+		maxHistoryScan = 5000
+		clause := `{"type":"not","clause":{"type":"eq","field":"t","value":-1}}`
+		r := post(t, `{"query":{"clause":`+clause+`,"aggregations":[{"type":"COUNT"}]}}`, 400)
+		if !strings.Contains(string(r.body), "at most 5000 entries") || !strings.Contains(string(r.body), "narrow the time range") {
+			t.Fatalf("answer %s", r.body)
+		}
+		var out struct{ Aggregations []aggregation }
+		post(t, fmt.Sprintf(`{"query":{"clause":{"type":"and","clauses":[%s,{"type":"withinTimeRange","lowerLimit":%d,"upperLimit":%d}]},"aggregations":[{"type":"COUNT"}]}}`,
+			clause, start.UnixMilli(), start.Add(4999*time.Second).UnixMilli()), 200).decode(t, &out)
+		if len(out.Aggregations) != 1 || *out.Aggregations[0].Value != 5000 {
+			t.Fatalf("aggregations %+v", out.Aggregations)
+		}
+	})
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/thingif/thingif/internal/store"
 )
 
 func TestStates(t *testing.T) {
@@ -264,7 +266,7 @@ func TestStatesBulk(t *testing.T) {
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Fatalf("state %s (-want +got):\n%s", r.body, diff)
 				}
-				hist, err := e.st.StateHistory(ctx, o.ThingID, "AC", time.UnixMilli(0), time.UnixMilli(10_000), 0)
+				hist, _, err := e.st.StateHistory(ctx, store.HistoryQuery{ThingID: o.ThingID, Alias: "AC", From: time.UnixMilli(0), To: time.UnixMilli(10_000)})
 				if err != nil {
 					t.Fatal(err)
 				}

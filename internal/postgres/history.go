@@ -4,25 +4,322 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/thingif/thingif/internal/store"
 )
 
-// StateHistory returns the history of an alias, oldest first.
-func (db *DB) StateHistory(ctx context.Context, thingID, alias string, from, to time.Time, limit int) ([]store.State, error) {
-	upper := int64(math.MaxInt64)
+// The state history is one table, state_history, read by ranges of its
+// index (thing_id, alias, at, seq): a page is keyset-paged by (at, seq) as
+// in SQLite ("at.seq" keys), so appends do not move it; WriteStates holds
+// the thing's state lock, so a thing's entries commit in seq order and a
+// page never misses one. Aggregates are one pass in SQL over the range with
+// the bodies read as jsonb (whose -> takes the last member of a name given
+// twice, as the store's contract says) and the numbers summed as numeric,
+// which cannot overflow: SUM and MEAN are exact before the conversion to
+// float64. MIN and MAX find their entries in one more pass each.
+
+// historyBounds returns the ms bounds of a time range whose zero ends are
+// open.
+func historyBounds(from, to time.Time) (lo, hi int64) {
+	lo, hi = math.MinInt64, math.MaxInt64
+	if !from.IsZero() {
+		lo = from.UnixMilli()
+	}
 	if !to.IsZero() {
-		upper = to.UnixMilli()
+		hi = to.UnixMilli()
 	}
-	rows, err := db.pool.Query(ctx, `SELECT thing_id, alias, body, at FROM state_history
-		WHERE thing_id = $1 AND alias = $2 AND at >= $3 AND at <= $4 ORDER BY at, seq LIMIT $5`,
-		thingID, alias, from.UnixMilli(), upper, pageLimit(limit))
-	states, _, err := collect(rows, err, scanState)
+	return lo, hi
+}
+
+func historyKey(at, seq int64) string {
+	return strconv.FormatInt(at, 10) + "." + strconv.FormatInt(seq, 10)
+}
+
+func parseHistoryKey(key string) (at, seq int64, err error) {
+	a, s, ok := strings.Cut(key, ".")
+	at, errAt := strconv.ParseInt(a, 10, 64)
+	seq, errSeq := strconv.ParseInt(s, 10, 64)
+	if !ok || errAt != nil || errSeq != nil || seq <= 0 || historyKey(at, seq) != key {
+		return 0, 0, fmt.Errorf("%w: %q", store.ErrInvalidPaginationKey, key)
+	}
+	return at, seq, nil
+}
+
+// StateHistory returns a page of the history of an alias in history order
+// (at, seq), after the entry whose key is q.After.
+func (db *DB) StateHistory(ctx context.Context, q store.HistoryQuery) ([]store.HistoryEntry, string, error) {
+	lo, hi := historyBounds(q.From, q.To)
+	afterAt, afterSeq := int64(math.MinInt64), int64(0)
+	if q.After != "" {
+		var err error
+		if afterAt, afterSeq, err = parseHistoryKey(q.After); err != nil {
+			return nil, "", fmt.Errorf("state history of %q: %w", q.ThingID, err)
+		}
+	}
+	rows, err := db.pool.Query(ctx, `SELECT seq, body, at FROM state_history
+		WHERE thing_id = $1 AND alias = $2 AND at >= $3 AND at <= $4 AND (at, seq) > ($5, $6)
+		ORDER BY at, seq LIMIT $7`, q.ThingID, q.Alias, lo, hi, afterAt, afterSeq, sqlLimit(q.Limit))
+	out, _, err := collect(rows, err, func(r pgx.Rows) (store.HistoryEntry, int64, error) {
+		e := store.HistoryEntry{State: store.State{ThingID: q.ThingID, Alias: q.Alias}}
+		var seq, ms int64
+		if err := r.Scan(&seq, jsonDest{(*[]byte)(&e.Body)}, &ms); err != nil {
+			return e, 0, err
+		}
+		e.ModifiedAt = fromMillis(ms)
+		e.Key = historyKey(ms, seq)
+		return e, seq, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("state history of %q: %w", thingID, err)
+		return nil, "", fmt.Errorf("state history of %q: %w", q.ThingID, err)
 	}
-	return states, nil
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+		return out, out[len(out)-1].Key, nil
+	}
+	return out, "", nil
+}
+
+// args are the arguments of a query being built, numbered $1, $2, … in
+// order.
+type args []any
+
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// historyRows is the CTE r of the entries in the range: seq, at, body, g
+// (the group's start, at − at % step, or 0) and j, the body as jsonb.
+func historyRows(q store.HistoryAggregation, lo, hi, step int64, a *args) string {
+	g := `0::bigint`
+	if step > 0 {
+		g = `at - at % ` + a.add(step)
+	}
+	return `r AS (SELECT seq, at, body, ` + g + ` AS g, body::jsonb AS j FROM state_history
+		WHERE thing_id = ` + a.add(q.ThingID) + ` AND alias = ` + a.add(q.Alias) + ` AND at >= ` + a.add(lo) +
+		` AND at <= ` + a.add(hi) + `)`
+}
+
+// numberSQL is the numeric value of the member named by parameter p of j,
+// NULL unless it is a JSON number.
+func numberSQL(p string) string {
+	return `(CASE WHEN jsonb_typeof(j -> ` + p + `) = 'number' THEN (j -> ` + p + `)::numeric END)`
+}
+
+// AggregateStateHistory computes the aggregates in one repeatable-read
+// transaction (one snapshot).
+func (db *DB) AggregateStateHistory(ctx context.Context, q store.HistoryAggregation) ([]store.HistoryGroup, error) {
+	fail := func(err error) ([]store.HistoryGroup, error) {
+		return nil, fmt.Errorf("aggregate state history of %q: %w", q.ThingID, err)
+	}
+	step := q.Interval.Milliseconds()
+	if q.Interval < 0 || q.Interval%time.Millisecond != 0 || (q.Interval > 0 && step == 0) {
+		return fail(fmt.Errorf("interval %v is not a whole number of ms", q.Interval))
+	}
+	var fields []string
+	col := map[string]int{}
+	for _, a := range q.Aggregates {
+		switch a.Kind {
+		case store.AggregateCount, store.AggregateMin, store.AggregateMax, store.AggregateMean, store.AggregateSum:
+		default:
+			return fail(fmt.Errorf("unknown aggregate %q", a.Kind))
+		}
+		if a.Field == "" {
+			if a.Kind != store.AggregateCount {
+				return fail(fmt.Errorf("%s needs a field", a.Kind))
+			}
+			continue
+		}
+		if _, ok := col[a.Field]; !ok {
+			col[a.Field] = len(fields)
+			fields = append(fields, a.Field)
+		}
+	}
+	lo, hi := historyBounds(q.From, q.To)
+	var out []store.HistoryGroup
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		groups, err := historyStats(ctx, tx, q, fields, lo, hi, step)
+		if err != nil {
+			return err
+		}
+		out = make([]store.HistoryGroup, len(groups))
+		index := map[int64]int{}
+		for i, g := range groups {
+			out[i].Values = make([]store.AggregateValue, len(q.Aggregates))
+			if step > 0 {
+				out[i].Start = time.UnixMilli(g.start).UTC()
+			}
+			index[g.start] = i
+		}
+		type extreme struct {
+			kind  store.AggregateKind
+			field string
+		}
+		extremes := map[extreme]map[int]store.AggregateValue{}
+		for ai, a := range q.Aggregates {
+			for gi, g := range groups {
+				var f fieldStats
+				if a.Field != "" {
+					f = g.fields[col[a.Field]]
+				}
+				v := &out[gi].Values[ai]
+				switch a.Kind {
+				case store.AggregateCount:
+					n := float64(f.present)
+					if a.Field == "" {
+						n = float64(g.entries)
+					}
+					v.Value = &n
+				case store.AggregateSum:
+					v.Value = finite(f.sum)
+				case store.AggregateMean:
+					if m := finite(f.mean); m != nil {
+						// Rounded to float64, kept between MIN and MAX.
+						lo, hi := finite(f.minimum), finite(f.maximum)
+						if lo != nil && *m < *lo {
+							m = lo
+						}
+						if hi != nil && *m > *hi {
+							m = hi
+						}
+						v.Value = m
+					}
+				}
+			}
+			if a.Kind != store.AggregateMin && a.Kind != store.AggregateMax {
+				continue
+			}
+			k := extreme{a.Kind, a.Field}
+			found, ok := extremes[k]
+			if !ok {
+				if found, err = historyExtremes(ctx, tx, q, a, lo, hi, step, index); err != nil {
+					return err
+				}
+				extremes[k] = found
+			}
+			for gi, v := range found {
+				out[gi].Values[ai] = v
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return out, nil
+}
+
+type groupStats struct {
+	start   int64
+	entries int64
+	fields  []fieldStats
+}
+
+// fieldStats holds the numeric aggregates as PostgreSQL's text: exact, and
+// beyond a float64 when they are.
+type fieldStats struct {
+	present                      int64
+	sum, mean, minimum, maximum *string
+}
+
+// finite converts a numeric's text to a float64: nil for NULL or a value
+// beyond a float64.
+func finite(s *string) *float64 {
+	if s == nil {
+		return nil
+	}
+	f, err := strconv.ParseFloat(*s, 64)
+	if err != nil || math.IsInf(f, 0) {
+		return nil
+	}
+	return &f
+}
+
+func historyStats(ctx context.Context, tx pgx.Tx, q store.HistoryAggregation, fields []string, lo, hi, step int64) ([]groupStats, error) {
+	var a args
+	cte := historyRows(q, lo, hi, step, &a)
+	var b strings.Builder
+	g := `g`
+	if step == 0 {
+		g = `MIN(g)` // one group of every entry, NULL when there is none
+	}
+	b.WriteString(`WITH ` + cte + ` SELECT ` + g + `, COUNT(*)`)
+	for _, f := range fields {
+		p := a.add(f)
+		x := numberSQL(p)
+		fmt.Fprintf(&b, `, COUNT(*) FILTER (WHERE jsonb_typeof(j -> %s) IS DISTINCT FROM 'null' AND j ? %s)`, p, p)
+		fmt.Fprintf(&b, `, SUM(%s)::text, AVG(%s)::text, MIN(%s)::text, MAX(%s)::text`, x, x, x, x)
+	}
+	b.WriteString(` FROM r`)
+	if step > 0 {
+		b.WriteString(` GROUP BY g ORDER BY g`)
+	}
+	rows, err := tx.Query(ctx, b.String(), a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []groupStats
+	for rows.Next() {
+		var g *int64 // NULL in the one row of no entry
+		gs := groupStats{fields: make([]fieldStats, len(fields))}
+		dest := []any{&g, &gs.entries}
+		for i := range gs.fields {
+			f := &gs.fields[i]
+			dest = append(dest, &f.present, &f.sum, &f.mean, &f.minimum, &f.maximum)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		if g != nil {
+			gs.start = *g
+		}
+		out = append(out, gs)
+	}
+	return out, rows.Err()
+}
+
+// historyExtremes finds, for a MIN or MAX, the first entry in history order
+// of each group whose number is the group's smallest or largest.
+func historyExtremes(ctx context.Context, tx pgx.Tx, q store.HistoryAggregation, agg store.Aggregate, lo, hi, step int64,
+	index map[int64]int) (map[int]store.AggregateValue, error) {
+	var a args
+	cte := historyRows(q, lo, hi, step, &a)
+	x := numberSQL(a.add(agg.Field))
+	fn := "MIN"
+	if agg.Kind == store.AggregateMax {
+		fn = "MAX"
+	}
+	rows, err := tx.Query(ctx, `WITH `+cte+`, m AS (SELECT g, `+fn+`(`+x+`) AS v FROM r GROUP BY g)
+		SELECT DISTINCT ON (r.g) r.g, m.v::text, r.at, r.body FROM r JOIN m ON m.g = r.g AND `+x+` = m.v
+		ORDER BY r.g, r.at, r.seq`, a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int]store.AggregateValue{}
+	for rows.Next() {
+		var g, ms int64
+		var v string
+		e := &store.State{ThingID: q.ThingID, Alias: q.Alias}
+		if err := rows.Scan(&g, &v, &ms, jsonDest{(*[]byte)(&e.Body)}); err != nil {
+			return nil, err
+		}
+		e.ModifiedAt = fromMillis(ms)
+		gi, ok := index[g]
+		if !ok {
+			continue
+		}
+		if f := finite(&v); f != nil {
+			out[gi] = store.AggregateValue{Value: f, Entry: e}
+		}
+	}
+	return out, rows.Err()
 }
 
 // PruneStateHistory deletes the history older than before, a chunk at a

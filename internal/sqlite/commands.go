@@ -190,3 +190,15 @@ func (db *DB) SetActionResults(ctx context.Context, thingID, id string, results 
 	}
 	return c, nil
 }
+
+// ExpireCommands moves old SENDING commands to EXPIRED, a chunk at a time
+// (execChunks).
+func (db *DB) ExpireCommands(ctx context.Context, createdBefore, at time.Time) (int64, error) {
+	n, err := db.execChunks(ctx, `UPDATE commands SET state = ?, modified_at = ? WHERE seq IN
+		(SELECT seq FROM commands WHERE state = 'SENDING' AND created_at < ? LIMIT ?)`,
+		string(store.CommandExpired), millis(at), createdBefore.UnixMilli())
+	if err != nil {
+		return n, fmt.Errorf("expire commands: %w", err)
+	}
+	return n, nil
+}

@@ -10,7 +10,8 @@ import (
 // on every push, REST command and start, are served by the partial indexes
 // of migration 0003 and never scan the commands table; the history prune
 // finds its chunks by time; the token prunes find theirs by expiry and by
-// thing (migration 0005), in stored order without a sort.
+// thing (migration 0005), in stored order without a sort; a page of state
+// history is a range of its index, in history order without a sort.
 func TestSendingQueriesUseIndexes(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "x.db"))
 	defer db.Close()
@@ -28,6 +29,7 @@ func TestSendingQueriesUseIndexes(t *testing.T) {
 		{`DELETE FROM tokens WHERE rowid IN
 			(SELECT rowid FROM tokens WHERE expires_at > 0 AND expires_at <= ? LIMIT ?)`, []any{int64(5), 10}, "tokens_expires"},
 		{pruneThingTokensQuery, []any{"th", 5}, "tokens_thing"},
+		{historyPageQuery, []any{"th", "AC", int64(0), int64(10), int64(5), int64(7), 100}, "state_history_thing_alias_at"},
 	} {
 		rows, err := db.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+tt.query, tt.args...)
 		if err != nil {

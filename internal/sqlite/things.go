@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/thingif/thingif/internal/store"
 )
@@ -121,4 +123,66 @@ func (db *DB) SaveOnboarding(ctx context.Context, o store.Onboarding) error {
 		return fmt.Errorf("save onboarding: %w", err)
 	}
 	return nil
+}
+
+// Things lists the things of an app in creation (rowid) order. A search
+// walks the app's things in that order until the page is full (LIKE is
+// case-insensitive for ASCII in SQLite), so a page costs at most one pass
+// over the app's things: BenchmarkThingsSearch.
+func (db *DB) Things(ctx context.Context, appID, search, paginationKey string, limit int) ([]store.Thing, string, error) {
+	after, err := parseKey(paginationKey, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("things of %q: %w", appID, err)
+	}
+	pattern := "%" + likeEscaper.Replace(search) + "%"
+	rows, err := db.r.QueryContext(ctx, `SELECT rowid, `+thingCols+` FROM things WHERE app_id = ? AND rowid > ?
+		AND (? = '' OR id LIKE ? ESCAPE '\' OR vendor_thing_id LIKE ? ESCAPE '\')
+		ORDER BY rowid LIMIT ?`, appID, after, search, pattern, pattern, sqlLimit(limit))
+	if err != nil {
+		return nil, "", fmt.Errorf("things of %q: %w", appID, err)
+	}
+	defer rows.Close()
+	things := []store.Thing{}
+	var seqs []int64
+	for rows.Next() {
+		var seq int64
+		t, err := scanThing(prefixScanner{rows, &seq})
+		if err != nil {
+			return nil, "", fmt.Errorf("things of %q: %w", appID, err)
+		}
+		things = append(things, t)
+		seqs = append(seqs, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("things of %q: %w", appID, err)
+	}
+	if limit > 0 && len(things) > limit {
+		return things[:limit], strconv.FormatInt(seqs[limit-1], 10), nil
+	}
+	return things, "", nil
+}
+
+// likeEscaper makes a search string match itself in a LIKE pattern.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// PutEndNode stores (or replaces) the gateway link of an end node.
+func (db *DB) PutEndNode(ctx context.Context, e store.EndNode) error {
+	if _, err := db.exec(ctx, `INSERT INTO end_nodes (thing_id, gateway_id, online, modified_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (thing_id) DO UPDATE SET gateway_id = excluded.gateway_id, online = excluded.online,
+		modified_at = excluded.modified_at`, e.ThingID, e.GatewayID, e.Online, millis(e.ModifiedAt)); err != nil {
+		return fmt.Errorf("put end node %q: %w", e.ThingID, translate(err))
+	}
+	return nil
+}
+
+// EndNode returns the gateway link of an end node, or store.ErrNotFound.
+func (db *DB) EndNode(ctx context.Context, thingID string) (store.EndNode, error) {
+	var e store.EndNode
+	var modified int64
+	if err := db.r.QueryRowContext(ctx, `SELECT thing_id, gateway_id, online, modified_at FROM end_nodes WHERE thing_id = ?`, thingID).
+		Scan(&e.ThingID, &e.GatewayID, &e.Online, &modified); err != nil {
+		return store.EndNode{}, notFound(err, fmt.Sprintf("end node %q", thingID))
+	}
+	e.ModifiedAt = fromMillis(modified)
+	return e, nil
 }

@@ -67,6 +67,15 @@ type Thing struct {
 	ModifiedAt           time.Time
 }
 
+// EndNode is the gateway link of an end node: the thing behind a gateway,
+// and whether the gateway last reported it connected.
+type EndNode struct {
+	ThingID    string
+	GatewayID  string
+	Online     bool
+	ModifiedAt time.Time
+}
+
 // VendorThingIDUpdate is a change of a thing's vendorThingID (Kii's PUT
 // …/things/{ID}/vendor-thing-id), the one change of a thing's identity
 // besides onboarding.
@@ -161,6 +170,10 @@ const (
 	CommandDone       CommandState = "DONE"
 	CommandIncomplete CommandState = "INCOMPLETE"
 )
+
+// CommandExpired is the state of a command that was never delivered within
+// the configured command expiry (see docs/protocol-decisions.md).
+const CommandExpired CommandState = "EXPIRED"
 
 // Command is a command sent by an app or owner to a thing.
 type Command struct {
@@ -360,12 +373,31 @@ type States interface {
 	States(ctx context.Context, thingID string) ([]State, error)
 }
 
-// History reads and prunes the state history that WriteStates records.
+// History reads, aggregates and prunes the state history that WriteStates
+// records: one entry per written alias per upload, holding the state the
+// alias had after it. Entries are in history order: oldest ModifiedAt
+// first and, among equal times, in the order they were stored (a
+// backend's row sequence). history.go has the query types.
 type History interface {
-	// StateHistory returns the states an alias of a thing had, one per
-	// upload, with from <= ModifiedAt <= to (a zero to means no upper
-	// bound), oldest first, at most limit (all when limit <= 0).
-	StateHistory(ctx context.Context, thingID, alias string, from, to time.Time, limit int) ([]State, error)
+	// StateHistory returns a page of the entries of q.ThingID's q.Alias
+	// whose ModifiedAt is within q.From and q.To, in history order, at most
+	// q.Limit (all when q.Limit <= 0), starting right after the entry whose
+	// Key is q.After (empty: from the first). next is "" when no entry
+	// followed the page at the time of the read, and the Key of its last
+	// entry otherwise. Keys are positions in history order: one stays valid
+	// while entries are added and pruned, a page after it never repeats an
+	// entry of the pages before, and an entry added later with a
+	// ModifiedAt not before the key's is on a later page. A key the backend
+	// could not have issued is ErrInvalidPaginationKey. A thing or alias
+	// without history has no entries (not ErrNotFound).
+	StateHistory(ctx context.Context, q HistoryQuery) (entries []HistoryEntry, next string, err error)
+	// AggregateStateHistory computes q.Aggregates over every entry of
+	// q.ThingID's q.Alias whose ModifiedAt is within q.From and q.To,
+	// however many there are: all of them as one group, or grouped by
+	// q.Interval. See HistoryAggregation for what each aggregate is. An
+	// unknown Kind, a Field missing, or an Interval that is not a whole
+	// number of ms is an error.
+	AggregateStateHistory(ctx context.Context, q HistoryAggregation) ([]HistoryGroup, error)
 	// PruneStateHistory deletes the history older than before and returns
 	// how many entries it deleted. The latest states are kept.
 	PruneStateHistory(ctx context.Context, before time.Time) (int64, error)

@@ -181,7 +181,7 @@ type conditionJSON struct {
 
 // Bounds on a condition, so that a hostile predicate or query can exhaust
 // neither the stack nor the CPU (a query evaluates every clause on up to
-// 10,000 entries).
+// 100,000 entries).
 const (
 	maxConditionDepth   = 16
 	maxConditionClauses = 200
@@ -341,6 +341,25 @@ func (c Condition) TimeRange() (from, to int64, ok bool) {
 		}
 	}
 	return from, to, ok
+}
+
+// OnlyTime reports whether a query clause tests nothing but the entry's
+// time: it is all, withinTimeRange, or and of such clauses. Such a clause
+// matches exactly the entries within TimeRange (every entry when TimeRange
+// finds none), so a store can select them without evaluating it.
+func (c Condition) OnlyTime() bool {
+	switch c.Type {
+	case condAll, condTimeRange:
+		return true
+	case condAnd:
+		for _, sub := range c.Clauses {
+			if !sub.OnlyTime() {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // States is a thing's latest state: alias → decoded object, the v1 state

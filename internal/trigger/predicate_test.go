@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -212,6 +213,51 @@ func TestQueryClauseMatch(t *testing.T) {
 			}
 			if got := c.Match(obj, at); got != tt.want {
 				t.Fatalf("Match(%s)=%v, want %v", tt.clause, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestQueryClauseOnlyTime: OnlyTime holds for the clauses that test the
+// entry's time and nothing else, and then TimeRange says which entries
+// match: every entry within it (every entry when it has none).
+func TestQueryClauseOnlyTime(t *testing.T) {
+	tr := func(lo, hi int) string {
+		return fmt.Sprintf(`{"type":"withinTimeRange","lowerLimit":%d,"upperLimit":%d}`, lo, hi)
+	}
+	eq := `{"type":"eq","field":"t","value":1}`
+	tests := []struct {
+		name, clause string
+		want         bool
+	}{
+		{"all", `{"type":"all"}`, true},
+		{"time range", tr(10, 20), true},
+		{"and of time ranges and all", `{"type":"and","clauses":[` + tr(10, 20) + `,{"type":"all"},` + tr(15, 30) + `]}`, true},
+		{"nested and", `{"type":"and","clauses":[{"type":"and","clauses":[` + tr(10, 20) + `]},` + tr(12, 30) + `]}`, true},
+		{"disjoint time ranges", `{"type":"and","clauses":[` + tr(10, 20) + `,` + tr(30, 40) + `]}`, true},
+		{"eq", eq, false},
+		{"and with a field", `{"type":"and","clauses":[` + tr(10, 20) + `,` + eq + `]}`, false},
+		{"or of time ranges", `{"type":"or","clauses":[` + tr(10, 20) + `,` + tr(30, 40) + `]}`, false},
+		{"not time range", `{"type":"not","clause":` + tr(10, 20) + `}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseQueryClause([]byte(tt.clause))
+			if err != nil {
+				t.Fatalf("ParseQueryClause(%s): %v", tt.clause, err)
+			}
+			if got := c.OnlyTime(); got != tt.want {
+				t.Fatalf("OnlyTime(%s)=%v, want %v", tt.clause, got, tt.want)
+			}
+			if !tt.want {
+				return
+			}
+			lo, hi, ok := c.TimeRange()
+			for at := int64(0); at <= 50; at++ {
+				in := !ok || (lo <= at && at <= hi)
+				if got := c.Match(map[string]any{"t": 1.0}, at); got != in {
+					t.Fatalf("Match at %d = %v, TimeRange %d..%d (%v) says %v", at, got, lo, hi, ok, in)
+				}
 			}
 		})
 	}

@@ -1,12 +1,10 @@
 package storetest
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/thingif/thingif/internal/store"
 )
@@ -24,8 +22,6 @@ var appSideTests = []struct {
 	{"ThingsSearch", testThingsSearch},
 	{"EndNodes", testEndNodes},
 	{"ExpireCommands", testExpireCommands},
-	{"StateHistory", testStateHistory},
-	{"PruneStateHistory", testPruneStateHistory},
 	{"TriggerRoundTrip", testTriggerRoundTrip},
 	{"TriggersPerThingBound", testTriggersPerThingBound},
 	{"TriggersPerThingBoundConcurrent", testTriggersPerThingBoundConcurrent},
@@ -314,66 +310,6 @@ func testExpireCommands(t *testing.T, s store.Store) {
 	must(t, "ExpireCommands again", err)
 	if n != 0 {
 		t.Fatalf("ExpireCommands again moved %d, want 0", n)
-	}
-}
-
-func testStateHistory(t *testing.T, s store.Store) {
-	ctx := t.Context()
-	setup(t, s)
-	must(t, "SaveOnboarding th.2", s.SaveOnboarding(ctx, onboarding("app1", "th.2", "v2", "in2", "tok2")))
-	for i := 1; i <= 5; i++ {
-		must(t, "WriteStates", s.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateMerge, At: at(i * 10),
-			Aliases: map[string]json.RawMessage{"a": raw(fmt.Sprintf(`{"t":%d}`, i)), "b": raw(`{"x":0}`)}}))
-	}
-	must(t, "WriteStates th.2", s.WriteStates(ctx, store.StateWrite{ThingID: "th.2", Mode: store.StateReplace, At: at(20),
-		Aliases: map[string]json.RawMessage{"a": raw(`{"t":99}`)}}))
-	must(t, "WriteStates merge", s.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateMerge, At: at(60),
-		Aliases: map[string]json.RawMessage{"a": raw(`{"u":1}`)}}))
-
-	h, err := s.StateHistory(ctx, "th.1", "a", at(20), at(40), 0)
-	must(t, "StateHistory", err)
-	diff(t, "history 20..40", h, []store.State{
-		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":2}`), ModifiedAt: at(20)},
-		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":3}`), ModifiedAt: at(30)},
-		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":4}`), ModifiedAt: at(40)},
-	})
-	h, err = s.StateHistory(ctx, "th.1", "a", at(45), time.Time{}, 0)
-	must(t, "StateHistory open end", err)
-	diff(t, "history from 45 (merged states kept whole)", h, []store.State{
-		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":5}`), ModifiedAt: at(50)},
-		{ThingID: "th.1", Alias: "a", Body: raw(`{"t":5,"u":1}`), ModifiedAt: at(60)},
-	})
-	h, err = s.StateHistory(ctx, "th.1", "a", at(0), time.Time{}, 2)
-	must(t, "StateHistory limit", err)
-	if len(h) != 2 || !h[0].ModifiedAt.Equal(at(10)) {
-		t.Fatalf("history limit 2: %v", h)
-	}
-	h, err = s.StateHistory(ctx, "th.1", "nope", at(0), time.Time{}, 0)
-	must(t, "StateHistory unknown alias", err)
-	if len(h) != 0 {
-		t.Fatalf("history of unknown alias: %v", h)
-	}
-}
-
-func testPruneStateHistory(t *testing.T, s store.Store) {
-	ctx := t.Context()
-	setup(t, s)
-	for i := 1; i <= 3; i++ {
-		must(t, "WriteStates", s.WriteStates(ctx, store.StateWrite{ThingID: "th.1", Mode: store.StateReplace, At: at(i * 10),
-			Aliases: map[string]json.RawMessage{"a": raw(fmt.Sprintf(`{"t":%d}`, i))}}))
-	}
-	n, err := s.PruneStateHistory(ctx, at(30))
-	must(t, "PruneStateHistory", err)
-	if n != 2 {
-		t.Fatalf("pruned %d, want 2", n)
-	}
-	h, err := s.StateHistory(ctx, "th.1", "a", time.Time{}, time.Time{}, 0)
-	must(t, "StateHistory", err)
-	diff(t, "history after prune", h, []store.State{{ThingID: "th.1", Alias: "a", Body: raw(`{"t":3}`), ModifiedAt: at(30)}})
-	states, err := s.States(ctx, "th.1")
-	must(t, "States", err)
-	if len(states) != 1 {
-		t.Fatalf("latest states after prune: %v", states)
 	}
 }
 

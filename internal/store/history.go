@@ -1,0 +1,107 @@
+package store
+
+import "time"
+
+// HistoryQuery selects a page of the state history of one alias of a thing
+// (History.StateHistory).
+type HistoryQuery struct {
+	ThingID string
+	Alias   string
+	// From and To bound ModifiedAt, both included. A zero From is no lower
+	// bound, a zero To no upper bound; From after To selects nothing.
+	From, To time.Time
+	// After is the Key of the entry the page starts after, as an earlier
+	// StateHistory of the same thing and alias returned it; empty starts
+	// at the first entry.
+	After string
+	// Limit is the most entries of the page; <= 0 is all.
+	Limit int
+}
+
+// HistoryEntry is one entry of the state history: the state of an alias
+// after one upload, and the paging key that continues right after it.
+type HistoryEntry struct {
+	State
+	// Key is opaque to callers; pass it as HistoryQuery.After.
+	Key string
+}
+
+// AggregateKind is an aggregate function over state history entries.
+type AggregateKind string
+
+// The aggregate functions, named as on the wire. Each is defined on
+// HistoryAggregation.
+const (
+	AggregateCount AggregateKind = "COUNT"
+	AggregateMin   AggregateKind = "MIN"
+	AggregateMax   AggregateKind = "MAX"
+	AggregateMean  AggregateKind = "MEAN"
+	AggregateSum   AggregateKind = "SUM"
+)
+
+// Aggregate is one aggregate function of one field.
+type Aggregate struct {
+	Kind AggregateKind
+	// Field is a top-level member name of the state objects, taken as
+	// written: "a.b" names the member "a.b", not a path. Only COUNT may
+	// leave it empty.
+	Field string
+}
+
+// HistoryAggregation asks for aggregates of the state history of one alias
+// of a thing (History.AggregateStateHistory). A field's value in an entry
+// is the member of the entry's object named Field; when the name is given
+// more than once in one object, the last one counts (as Go's encoding/json
+// and PostgreSQL's jsonb read it). The aggregates are:
+//
+//   - COUNT: the number of entries whose field is there and not JSON null;
+//     with no Field, the number of entries.
+//   - MIN, MAX: the smallest and largest JSON number of the field (other
+//     values, and entries without the field, are left out), and with it
+//     the entry it came from: the first in history order whose field has
+//     that value.
+//   - SUM: the sum of the numbers, as a float64. It is finite whenever the
+//     true sum is within a float64, even if a running float64 total would
+//     overflow on the way (add them in a wider type, or scale them by a
+//     power of two, or take n × MEAN); it is nil when the sum itself is
+//     beyond a float64.
+//   - MEAN: the sum of the numbers over their count, always finite and
+//     between MIN and MAX (it cannot overflow when the SUM does).
+//
+// Every aggregate but COUNT is nil for a group without a number in the
+// field; COUNT is never nil. SUM and MEAN may differ from an exact
+// computation in the last bits, as any sum of float64s does.
+type HistoryAggregation struct {
+	ThingID string
+	Alias   string
+	// From and To bound ModifiedAt as in HistoryQuery.
+	From, To time.Time
+	// Interval, when positive, groups the entries by time: the entry of
+	// ModifiedAt t, in ms since the epoch, is in the group that starts at
+	// t − t % i, i the Interval in whole ms (% as in Go and SQL: the sign
+	// of t). Groups without an entry are left out, the others are returned
+	// oldest first. Zero makes one group of every entry in the range,
+	// returned even when there is none.
+	Interval time.Duration
+	// Aggregates are computed for each group, in this order.
+	Aggregates []Aggregate
+}
+
+// HistoryGroup is one group of the answer to a HistoryAggregation.
+type HistoryGroup struct {
+	// Start is the start of the group's interval; zero when the entries
+	// were not grouped.
+	Start time.Time
+	// Values holds one value for each HistoryAggregation.Aggregates, in
+	// their order.
+	Values []AggregateValue
+}
+
+// AggregateValue is the value of one aggregate over one group.
+type AggregateValue struct {
+	// Value is the aggregate, nil when it has none (JSON null).
+	Value *float64
+	// Entry is, for MIN and MAX with a Value, the first entry in history
+	// order whose field has that value; nil otherwise.
+	Entry *State
+}
