@@ -223,7 +223,7 @@ type groupStats struct {
 // fieldStats holds the numeric aggregates as PostgreSQL's text: exact, and
 // beyond a float64 when they are.
 type fieldStats struct {
-	present                      int64
+	present                     int64
 	sum, mean, minimum, maximum *string
 }
 
