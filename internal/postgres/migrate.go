@@ -17,8 +17,9 @@ import (
 )
 
 // migrationFS holds the schema migrations, named NNNN_description.sql and
-// applied in the order of NNNN. A released migration is never edited: a
-// change to the schema is a new file.
+// applied in the order of NNNN; numbers may have gaps, and a number below
+// one already applied is applied when it arrives (applyMigrations). A
+// released migration is never edited: a change to the schema is a new file.
 //
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -70,9 +71,18 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	return applyMigrations(ctx, pool, log, ms)
+}
+
+// applyMigrations applies each of ms that schema_migrations does not
+// record, whatever the versions recorded around it: the numbers are
+// reserved by branches that land in any order, so a database migrated to
+// 4 by one release still gets a 2 that lands in the next. It refuses a
+// database that records a version ms lacks.
+func applyMigrations(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, ms []migration) error {
 	latest := ms[len(ms)-1].version
 	var applied []migration
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
 			return fmt.Errorf("lock migrations: %w", err)
 		}
@@ -83,15 +93,28 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 )`); err != nil {
 			return fmt.Errorf("create schema_migrations: %w", err)
 		}
-		var newest int
-		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+		rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+		if err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
-		if newest > latest {
-			return fmt.Errorf("database schema version %d is newer than this program's %d: run a thingif at least as new as the one that migrated it", newest, latest)
+		recorded, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if n := len(recorded); n > 0 && int(recorded[n-1]) > latest {
+			return fmt.Errorf("database schema version %d is newer than this program's %d: run a thingif at least as new as the one that migrated it", recorded[n-1], latest)
+		}
+		known := make(map[int]bool, len(ms))
+		for _, m := range ms {
+			known[m.version] = true
+		}
+		for _, v := range recorded {
+			if !known[int(v)] {
+				return fmt.Errorf("database has schema migration %d, which this program lacks: run the thingif that migrated it", v)
+			}
 		}
 		for _, m := range ms {
-			if m.version <= newest {
+			if slices.Contains(recorded, int32(m.version)) {
 				continue
 			}
 			if _, err := tx.Exec(ctx, m.sql); err != nil {

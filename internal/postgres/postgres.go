@@ -15,6 +15,12 @@
 //     exact, merged states lose no field, and a thing's commands get their
 //     seq in the order they commit, which keeps PendingCommands' pages
 //     consistent.
+//   - The evaluation of a thing's state triggers reads and writes their
+//     runs in one transaction under the thing's evaluation lock
+//     (LockTriggerRuns), so that a false→true transition fires once in the
+//     cluster.
+//   - Jobs that run on one node at a time (the trigger scheduler,
+//     housekeeping) run under a lease (lease.go, Leader).
 //   - Schema migrations run under an advisory lock, so nodes starting at
 //     once apply each migration once.
 package postgres
@@ -183,9 +189,10 @@ func (db *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 
 // Lock classes of lockThing: one per kind of read-then-write on a thing.
 const (
-	lockCommands = 1
-	lockStates   = 2
-	lockTriggers = 3
+	lockCommands   = 1
+	lockStates     = 2
+	lockTriggers   = 3
+	lockEvaluation = 4 // of state triggers (LockTriggerRuns)
 )
 
 // lockThing takes the transaction-scoped advisory lock of class on a thing:

@@ -137,6 +137,63 @@ func TestTriggerBoundTwoNodes(t *testing.T) {
 	}
 }
 
+// TestLockTriggerRunsTwoNodes makes each of many evaluations from two
+// pools read a run and write it back changed (here: FiredAt one
+// millisecond later): under LockTriggerRuns none is lost.
+func TestLockTriggerRunsTwoNodes(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := open(t, dsn), open(t, dsn)
+	defer a.Close()
+	defer b.Close()
+	seed(t, a)
+	if err := a.CreateTrigger(t.Context(), store.Trigger{ID: "tr", AppID: "app1", ThingID: "th.1", EventSource: store.EventStates,
+		Predicate: []byte(`{}`), Command: []byte(`{}`), Run: store.TriggerRun{FiredAt: time.UnixMilli(1)}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		db := a
+		if i%2 == 1 {
+			db = b
+		}
+		wg.Go(func() {
+			err := db.LockTriggerRuns(context.Background(), "th.1", func(runs postgres.TriggerRuns) error {
+				trs, err := runs.EnabledTriggers(context.Background(), "th.1", store.EventStates)
+				if err != nil || len(trs) != 1 {
+					return fmt.Errorf("EnabledTriggers: %v, %v", trs, err)
+				}
+				run := trs[0].Run
+				run.FiredAt = run.FiredAt.Add(time.Millisecond)
+				return runs.SetTriggerRun(context.Background(), "th.1", "tr", run)
+			})
+			if err != nil {
+				t.Errorf("LockTriggerRuns: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	tr, err := a.Trigger(t.Context(), "th.1", "tr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tr.Run.FiredAt.UnixMilli(), int64(1+n); got != want {
+		t.Fatalf("FiredAt %d ms after %d evaluations, want %d: some were lost", got, n, want)
+	}
+	// A failing evaluation writes nothing.
+	if err := a.LockTriggerRuns(t.Context(), "th.1", func(runs postgres.TriggerRuns) error {
+		if err := runs.SetTriggerRun(t.Context(), "th.1", "tr", store.TriggerRun{}); err != nil {
+			return err
+		}
+		return errors.New("evaluation failed")
+	}); err == nil {
+		t.Fatal("LockTriggerRuns returned nil")
+	}
+	if tr, err := a.Trigger(t.Context(), "th.1", "tr"); err != nil || tr.Run.FiredAt.UnixMilli() != 1+n {
+		t.Fatalf("after a failed evaluation: %v, %v", tr.Run, err)
+	}
+}
+
 // TestMergeTwoNodes merges a different field of one alias from two pools
 // at once: every field is there in the end.
 func TestMergeTwoNodes(t *testing.T) {

@@ -81,7 +81,11 @@ func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) error {
 // States returns the latest state of every alias of the thing, ordered by
 // alias; an empty slice when none was uploaded.
 func (db *DB) States(ctx context.Context, thingID string) ([]store.State, error) {
-	rows, err := db.pool.Query(ctx, `SELECT thing_id, alias, body, modified_at FROM states WHERE thing_id = $1 ORDER BY alias`, thingID)
+	return states(ctx, db.pool, thingID)
+}
+
+func states(ctx context.Context, q querier, thingID string) ([]store.State, error) {
+	rows, err := q.Query(ctx, `SELECT thing_id, alias, body, modified_at FROM states WHERE thing_id = $1 ORDER BY alias`, thingID)
 	states, _, err := collect(rows, err, scanState)
 	if err != nil {
 		return nil, fmt.Errorf("states of %q: %w", thingID, err)

@@ -89,7 +89,11 @@ func (db *DB) Triggers(ctx context.Context, thingID, paginationKey string, limit
 // EnabledTriggers returns the enabled triggers with an event source, of one
 // thing or of all.
 func (db *DB) EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+triggerCols+` FROM triggers WHERE event_source = $1 AND NOT disabled
+	return enabledTriggers(ctx, db.pool, thingID, eventSource)
+}
+
+func enabledTriggers(ctx context.Context, q querier, thingID, eventSource string) ([]store.Trigger, error) {
+	rows, err := q.Query(ctx, `SELECT `+triggerCols+` FROM triggers WHERE event_source = $1 AND NOT disabled
 		AND ($2 = '' OR thing_id = $2) ORDER BY seq`, eventSource, thingID)
 	trs, _, err := collect(rows, err, scanTriggerRows)
 	if err != nil {
@@ -111,7 +115,11 @@ func (db *DB) UpdateTrigger(ctx context.Context, tr store.Trigger) error {
 
 // SetTriggerRun records the evaluation state of a trigger.
 func (db *DB) SetTriggerRun(ctx context.Context, thingID, id string, run store.TriggerRun) error {
-	tag, err := db.pool.Exec(ctx, `UPDATE triggers SET evaluated = $1, satisfied = $2, fired_at = $3
+	return setTriggerRun(ctx, db.pool, thingID, id, run)
+}
+
+func setTriggerRun(ctx context.Context, q querier, thingID, id string, run store.TriggerRun) error {
+	tag, err := q.Exec(ctx, `UPDATE triggers SET evaluated = $1, satisfied = $2, fired_at = $3
 		WHERE thing_id = $4 AND id = $5`, run.Evaluated, run.Satisfied, millis(run.FiredAt), thingID, id)
 	return oneRow(tag, err, fmt.Sprintf("set run of trigger %q", id))
 }
@@ -154,4 +162,39 @@ func (db *DB) TriggerResults(ctx context.Context, thingID, triggerID, pagination
 	}
 	out, next := page(out, seqs, limit)
 	return out, next, nil
+}
+
+// LockTriggerRuns runs fn in a transaction that holds the thing's
+// evaluation lock (lockThing), for the evaluation of its state triggers:
+// one at a time in the cluster, reading the runs the previous one
+// committed. fn reads and writes through runs, in the transaction, which
+// commits if fn returns nil. Reads and writes on one connection: an
+// evaluation holding a connection for its lock never waits for a second
+// one, so evaluations cannot exhaust the pool between them.
+func (db *DB) LockTriggerRuns(ctx context.Context, thingID string, fn func(runs TriggerRuns) error) error {
+	return db.tx(ctx, func(tx pgx.Tx) error {
+		if err := lockThing(ctx, tx, lockEvaluation, thingID); err != nil {
+			return fmt.Errorf("evaluate triggers of %q: %w", thingID, err)
+		}
+		return fn(TriggerRuns{tx})
+	})
+}
+
+// TriggerRuns is the store as LockTriggerRuns's transaction sees it: what
+// an evaluation of state triggers reads and writes.
+type TriggerRuns struct{ tx pgx.Tx }
+
+// EnabledTriggers is DB.EnabledTriggers in the transaction.
+func (r TriggerRuns) EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error) {
+	return enabledTriggers(ctx, r.tx, thingID, eventSource)
+}
+
+// States is DB.States in the transaction.
+func (r TriggerRuns) States(ctx context.Context, thingID string) ([]store.State, error) {
+	return states(ctx, r.tx, thingID)
+}
+
+// SetTriggerRun is DB.SetTriggerRun in the transaction.
+func (r TriggerRuns) SetTriggerRun(ctx context.Context, thingID, id string, run store.TriggerRun) error {
+	return setTriggerRun(ctx, r.tx, thingID, id, run)
 }

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/postgres"
 	"github.com/thingif/thingif/internal/trigger"
 )
 
@@ -47,35 +51,69 @@ func (c AppSideConfig) validate() error {
 // appSide is the running background work of the app side.
 type appSide struct {
 	triggers *trigger.Engine
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// leader runs the scheduler and housekeeping on one node of the
+	// cluster (singletons.go); running says whether they run here.
+	leader  leader
+	running atomic.Bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
-// newAppSide creates the trigger engine; startAppSide runs it.
+// newAppSide creates the trigger engine and the leader; startAppSide runs
+// them. On PostgreSQL the scheduler and housekeeping run under a lease,
+// and state triggers are evaluated under a lock of the cluster's.
 func (s *Server) newAppSide() error {
-	eng, err := trigger.New(trigger.Config{
+	cfg := trigger.Config{
 		Store:      s.store,
 		Pusher:     s.api,
 		WebhookURL: s.cfg.AppSide.WebhookURL,
 		Logger:     s.log.With("component", "trigger"),
 		// The same bound as commands sent over REST.
 		MaxPendingCommands: httpapi.PendingBound(s.cfg.Limits.MaxPendingCommands),
-	})
+	}
+	s.app.leader = soleNode{}
+	if s.pg != nil {
+		l, err := s.pg.NewLeader(postgres.LeaderConfig{Node: s.node, Logger: s.log.With("component", "lease")})
+		if err != nil {
+			return fmt.Errorf("leader: %w", err)
+		}
+		s.app.leader = l
+		cfg.Locker = pgLocker{s.pg}
+		cfg.Rescan = pgRescan
+	}
+	eng, err := trigger.New(cfg)
 	if err != nil {
 		return fmt.Errorf("triggers: %w", err)
 	}
 	s.app.triggers = eng
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "thingif_singletons_running",
+		Help: "1 on the node that runs the trigger scheduler and housekeeping for the cluster (holds their lease), 0 elsewhere."},
+		func() float64 {
+			if s.app.running.Load() {
+				return 1
+			}
+			return 0
+		}))
 	return nil
 }
 
 // startAppSide runs the trigger scheduler and the housekeeping loop
-// (command expiry, state history retention, expired tokens) until
-// stopAppSide.
+// (command expiry, state history retention, expired tokens), while this
+// node holds their lease, until stopAppSide.
 func (s *Server) startAppSide() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.app.cancel = cancel
-	s.app.wg.Go(func() { _ = s.app.triggers.Run(ctx) })
-	s.app.wg.Go(func() {
+	s.app.wg.Go(func() { s.app.leader.Run(ctx, singletonsLease, s.runSingletons) })
+}
+
+// runSingletons runs the scheduler and housekeeping until ctx ends.
+func (s *Server) runSingletons(ctx context.Context) {
+	s.app.running.Store(true)
+	defer s.app.running.Store(false)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { _ = s.app.triggers.Run(ctx) })
+	wg.Go(func() {
 		t := time.NewTicker(housekeepingEvery)
 		defer t.Stop()
 		for {

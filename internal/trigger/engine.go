@@ -63,6 +63,31 @@ type Config struct {
 	// (SENDING), as for commands sent over REST: a trigger that fires while
 	// its target has that many stores no command (0: no bound).
 	MaxPendingCommands int
+	// Locker serialises the evaluations of a thing's state triggers among
+	// the processes that share Store (several nodes on one PostgreSQL
+	// database). If nil, the engine's own per-thing lock is the only one,
+	// which is enough when this process is the store's only user (SQLite).
+	Locker Locker
+}
+
+// RunStore is what an evaluation of a thing's state triggers reads (its
+// enabled triggers with their runs, its states) and writes (the runs).
+type RunStore interface {
+	EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error)
+	States(ctx context.Context, thingID string) ([]store.State, error)
+	SetTriggerRun(ctx context.Context, thingID, id string, run store.TriggerRun) error
+}
+
+// Locker serialises the evaluations of one thing's state triggers across
+// processes, so that two state uploads taken by two nodes at once cannot
+// both see the same false→true transition.
+type Locker interface {
+	// LockThing calls fn while holding the evaluation lock of thingID in
+	// every process that shares the store, with st reading and writing
+	// that store directly: it sees the runs the previous holder wrote,
+	// whatever a cache of this process holds. The runs fn writes are
+	// committed if LockThing returns nil, and none of them otherwise.
+	LockThing(ctx context.Context, thingID string, fn func(st RunStore) error) error
 }
 
 // Validate reports the first field of c that cannot work.
@@ -153,10 +178,17 @@ func (e *Engine) lock(thingID string) *sync.Mutex {
 // stored state and fires those whose triggersWhen mode says so. Call it
 // after the state is stored. Errors are logged: a state upload never fails
 // because of a trigger.
+//
+// The evaluation reads the runs, compares and writes them holding the
+// thing's lock: the engine's, and Config.Locker's across processes, under
+// which the runs are read again past any cache, in one transaction with
+// their writes. The actions run after the runs are stored.
 func (e *Engine) StateChanged(ctx context.Context, appID, thingID string) {
 	mu := e.lock(thingID)
 	mu.Lock()
 	defer mu.Unlock()
+	// Most things have no state trigger: the store (its cache) says so
+	// without a lock across processes.
 	trs, err := e.store.EnabledTriggers(ctx, thingID, store.EventStates)
 	if err != nil {
 		e.log.Error("load triggers", keyThing, thingID, keyErr, err)
@@ -165,12 +197,48 @@ func (e *Engine) StateChanged(ctx context.Context, appID, thingID string) {
 	if len(trs) == 0 {
 		return
 	}
-	stored, err := e.store.States(ctx, thingID)
+	var fired []store.Trigger
+	if e.cfg.Locker == nil {
+		// Each run written is committed, and its trigger fires, even if a
+		// later one fails.
+		fired, err = e.evaluate(ctx, e.store, thingID, trs)
+	} else {
+		err = e.cfg.Locker.LockThing(ctx, thingID, func(st RunStore) error {
+			trs, err := st.EnabledTriggers(ctx, thingID, store.EventStates)
+			if err != nil {
+				return fmt.Errorf("load triggers: %w", err)
+			}
+			fired, err = e.evaluate(ctx, st, thingID, trs)
+			return err
+		})
+		if err != nil {
+			fired = nil // no run was stored
+		}
+	}
 	if err != nil {
-		e.log.Error("load states for triggers", keyThing, thingID, keyErr, err)
-		return
+		e.log.Error("evaluate triggers", keyThing, thingID, keyErr, err)
+	}
+	// The firings are stored: their actions run even if the upload's
+	// client is gone by now.
+	for _, tr := range fired {
+		e.fire(context.WithoutCancel(ctx), tr, tr.Run.FiredAt)
+	}
+}
+
+// evaluate evaluates trs, state triggers of a thing, against its states in
+// st, stores the runs that changed and returns the triggers that fire, with
+// their new runs. A trigger deleted meanwhile is skipped; on another error
+// it returns the triggers whose runs are stored so far.
+func (e *Engine) evaluate(ctx context.Context, st RunStore, thingID string, trs []store.Trigger) ([]store.Trigger, error) {
+	if len(trs) == 0 {
+		return nil, nil
+	}
+	stored, err := st.States(ctx, thingID)
+	if err != nil {
+		return nil, fmt.Errorf("load states: %w", err)
 	}
 	states := StatesOf(stored)
+	var fired []store.Trigger
 	for _, tr := range trs {
 		p, err := ParsePredicate(tr.Predicate)
 		if err != nil || p.Condition == nil {
@@ -184,15 +252,19 @@ func (e *Engine) StateChanged(ctx context.Context, appID, thingID string) {
 			run.FiredAt = e.cfg.Now()
 		}
 		if run != tr.Run {
-			if err := e.store.SetTriggerRun(ctx, thingID, tr.ID, run); err != nil {
-				e.log.Error("store trigger run", keyTrigger, tr.ID, keyErr, err)
-				continue
+			switch err := st.SetTriggerRun(ctx, thingID, tr.ID, run); {
+			case errors.Is(err, store.ErrNotFound):
+				continue // deleted since it was read
+			case err != nil:
+				return fired, fmt.Errorf("store run of trigger %q: %w", tr.ID, err)
 			}
 		}
 		if fire {
-			e.fire(ctx, tr, run.FiredAt)
+			tr.Run = run
+			fired = append(fired, tr)
 		}
 	}
+	return fired, nil
 }
 
 // Tick fires every enabled schedule trigger that is due at now and returns
@@ -233,7 +305,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) (time.Time, error) {
 				e.log.Error("store trigger run", keyTrigger, tr.ID, keyErr, err)
 				continue
 			}
-			e.fire(ctx, tr, now)
+			// The firing is stored: its action runs even if ctx ends now
+			// (a shutdown, a lease lost), or it would be lost.
+			e.fire(context.WithoutCancel(ctx), tr, now)
 			if p.Schedule != nil {
 				soonest(p.Schedule.Next(now))
 			}

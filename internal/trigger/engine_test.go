@@ -3,6 +3,7 @@ package trigger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -412,5 +413,70 @@ func TestRunWithInjectedClock(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// staleTriggers serves the enabled triggers of a moment ago, as a cache in
+// front of a store that another process writes.
+type staleTriggers struct {
+	store.Store
+	trs []store.Trigger
+}
+
+func (s staleTriggers) EnabledTriggers(ctx context.Context, thingID, eventSource string) ([]store.Trigger, error) {
+	return s.trs, nil
+}
+
+// fakeLocker runs the evaluation on st, failing with err after it.
+type fakeLocker struct {
+	st    RunStore
+	calls int
+	err   error
+}
+
+func (l *fakeLocker) LockThing(ctx context.Context, thingID string, fn func(st RunStore) error) error {
+	l.calls++
+	if err := fn(l.st); err != nil {
+		return err
+	}
+	return l.err
+}
+
+// TestLockerReadsPastCache: with a Locker, the runs are read again under
+// its lock, through the store it gives, so that a transition another node
+// already stored (behind this node's cache) does not fire again; and no
+// action runs when the locked evaluation fails to commit.
+func TestLockerReadsPastCache(t *testing.T) {
+	f := newFixture(t, "")
+	f.addTrigger("t1", `{"eventSource":"STATES","condition":{"type":"eq","field":"power","value":true},"triggersWhen":"CONDITION_FALSE_TO_TRUE"}`, cmdTemplate, "")
+	f.state(`{"power":false}`)
+	stale, err := f.st.EnabledTriggers(t.Context(), "th.1", store.EventStates)
+	must(t, err)
+	f.state(`{"power":true}`) // fires, and stores Satisfied
+	if got := f.commands("th.1"); got != 1 {
+		t.Fatalf("%d commands, want 1", got)
+	}
+	lk := &fakeLocker{st: f.st}
+	newEngine := func(locker Locker) *Engine {
+		e, err := New(Config{Store: staleTriggers{f.st, stale}, Pusher: f.pusher, Now: f.clock.Now, After: f.clock.After, Locker: locker})
+		must(t, err)
+		return e
+	}
+	newEngine(lk).StateChanged(t.Context(), "app1", "th.1")
+	if got := f.commands("th.1"); got != 1 || lk.calls != 1 {
+		t.Fatalf("with a Locker: %d commands (want 1), %d locks (want 1)", got, lk.calls)
+	}
+	// Without one, the stale run fires again: what a Locker is for.
+	newEngine(nil).StateChanged(t.Context(), "app1", "th.1")
+	if got := f.commands("th.1"); got != 2 {
+		t.Fatalf("without a Locker: %d commands, want 2", got)
+	}
+
+	f.state(`{"power":false}`)
+	failing := &fakeLocker{st: f.st, err: errors.New("commit failed")}
+	must(t, f.st.WriteStates(t.Context(), store.StateWrite{ThingID: "th.1", Aliases: map[string]json.RawMessage{"": json.RawMessage(`{"power":true}`)}, At: t0}))
+	newEngine(failing).StateChanged(t.Context(), "app1", "th.1")
+	if got := f.commands("th.1"); got != 2 {
+		t.Fatalf("after a failed commit: %d commands, want 2", got)
 	}
 }
