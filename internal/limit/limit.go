@@ -15,6 +15,10 @@
 // blocked, so that a guesser elsewhere cannot lock a thing out of its own
 // onboarding (docs/security.md, "Brute force").
 //
+// Guard, in guard.go, is the role a Limiter plays for its callers, so that
+// a cluster of nodes can count in a shared store instead
+// (internal/postgres's Guard); limittest is its contract as a suite.
+//
 // Buckets, in bucket.go, are token buckets per key, for rates that are not
 // failures (first registrations of things).
 package limit
