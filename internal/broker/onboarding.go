@@ -12,6 +12,7 @@ import (
 
 	"github.com/thingif/thingif/internal/endpoint"
 	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
 )
@@ -33,7 +34,7 @@ type OnboardingConfig struct {
 	// count as failures of the source address, and a blocked address is
 	// refused with RefuseRateLimited before its credentials are checked. If
 	// nil, nothing is limited.
-	Limiter httpapi.Limiter
+	Limiter limit.Guard
 }
 
 // Onboarding is the onboarding broker: devices connect with client ID

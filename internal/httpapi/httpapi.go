@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thingif/thingif/internal/limit"
 	"github.com/thingif/thingif/internal/secret"
 	"github.com/thingif/thingif/internal/store"
 	"github.com/thingif/thingif/internal/trigger"
@@ -75,8 +76,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Limiter slows down and then refuses guessing of thing passwords (at
 	// onboarding) and app keys (at the token endpoint), answering 429
-	// TOO_MANY_REQUESTS. If nil, nothing is limited.
-	Limiter Limiter
+	// TOO_MANY_REQUESTS. Keys are built by the handler: one per app and
+	// thing (wrong thing passwords), one per source address and kind of
+	// secret (wrong thing passwords, wrong app keys). If nil, nothing is
+	// limited.
+	Limiter limit.Guard
 	// RegistrationsPerAddr and RegistrationsPerApp limit the first
 	// onboardings (registrations of new things) per source address and per
 	// app; beyond them, 429 TOO_MANY_REGISTRATIONS. Onboarding a known

@@ -14,29 +14,6 @@ import (
 // (SENDING) when Config.MaxPendingCommands is zero.
 const DefaultMaxPendingCommands = 1000
 
-// Limiter slows down and then refuses credential guessing; package
-// internal/limit provides one. Keys are opaque strings built by the handler:
-// one per app and thing (wrong thing passwords), one per source address and
-// kind of secret (wrong thing passwords, wrong app keys). The rules are in
-// docs/security.md ("Brute force").
-type Limiter interface {
-	// Allow reports whether key may try now, and if not, for how long it
-	// must wait.
-	Allow(key string) (retryAfter time.Duration, ok bool)
-	// AllowFrom is Allow for a try from the source address addr: an
-	// address that recently succeeded for key (SucceedFrom) is allowed
-	// while key is blocked.
-	AllowFrom(key, addr string) (retryAfter time.Duration, ok bool)
-	// Fail records a wrong credential for key and returns how long key is
-	// blocked now (zero while it has free failures left).
-	Fail(key string) time.Duration
-	// Succeed records the right credential for key: its block ends.
-	Succeed(key string)
-	// SucceedFrom records the right credential for key from addr, which
-	// AllowFrom then lets through key's blocks.
-	SucceedFrom(key, addr string)
-}
-
 // RateLimiter is a token bucket per key (package internal/limit's
 // Buckets): Take takes one token, or says how long until one is there.
 type RateLimiter interface {

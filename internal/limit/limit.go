@@ -15,6 +15,10 @@
 // blocked, so that a guesser elsewhere cannot lock a thing out of its own
 // onboarding (docs/security.md, "Brute force").
 //
+// Guard, in guard.go, is the role a Limiter plays for its callers, so that
+// a cluster of nodes can count in a shared store instead
+// (internal/postgres's Guard); limittest is its contract as a suite.
+//
 // Buckets, in bucket.go, are token buckets per key, for rates that are not
 // failures (first registrations of things).
 package limit
@@ -108,6 +112,29 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// WithDefaults returns c with its zero fields set to the defaults documented
+// on each, as New sets them.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
+// Block is how long a key is blocked after its failures-th failure in a
+// row: nothing within c.Free, then c.Base doubled at each further failure,
+// up to c.Max. c must have its defaults (WithDefaults).
+func (c Config) Block(failures int) time.Duration {
+	over := failures - c.Free
+	if over <= 0 {
+		return 0
+	}
+	// Base << (over-1) overflows a Duration (nanoseconds) from about the
+	// 35th doubling on: compare Base with Max shifted down instead.
+	if over-1 >= 63 || c.Base > c.Max>>(over-1) {
+		return c.Max
+	}
+	return c.Base << (over - 1)
+}
+
 // Limiter counts failures per key. It is safe for concurrent use.
 type Limiter struct {
 	cfg  Config
@@ -181,15 +208,10 @@ func (l *Limiter) Fail(key string) time.Duration {
 	}
 	e.failures++
 	e.last = now
-	over := e.failures - l.cfg.Free
-	if over <= 0 {
-		return 0
+	d := l.cfg.Block(e.failures)
+	if d > 0 {
+		e.until = now.Add(d)
 	}
-	d := l.cfg.Max
-	if over <= 40 { // 2^40 s is past any Max
-		d = min(l.cfg.Base<<(over-1), l.cfg.Max)
-	}
-	e.until = now.Add(d)
 	return d
 }
 

@@ -93,6 +93,41 @@ func TestNeverBlocksForGood(t *testing.T) {
 	}
 }
 
+// TestLongSiege: a guesser that waits out every block and keeps going for
+// days is blocked after each failure, never less than the one before: the
+// doubling of Base does not overflow.
+func TestLongSiege(t *testing.T) {
+	c := newClock()
+	l := newLimiter(c, Config{Free: 1, Base: time.Second, Max: 5 * time.Minute, Forget: 24 * time.Hour})
+	var last time.Duration
+	for i := range 200 {
+		d := l.Fail("k")
+		if i > 0 && (d < last || d <= 0 || d > 5*time.Minute) {
+			t.Fatalf("failure %d: blocked %v after %v", i+1, d, last)
+		}
+		if _, ok := l.Allow("k"); ok && i > 0 {
+			t.Fatalf("failure %d: not blocked", i+1)
+		}
+		last = d
+		c.add(d)
+	}
+}
+
+func TestBlock(t *testing.T) {
+	cfg := Config{Free: 2, Base: time.Hour, Max: 1000 * time.Hour}.WithDefaults()
+	for _, tc := range []struct {
+		failures int
+		want     time.Duration
+	}{
+		{0, 0}, {2, 0}, {3, time.Hour}, {4, 2 * time.Hour}, {12, 512 * time.Hour},
+		{13, 1000 * time.Hour}, {40, 1000 * time.Hour}, {100, 1000 * time.Hour}, {1 << 40, 1000 * time.Hour},
+	} {
+		if got := cfg.Block(tc.failures); got != tc.want {
+			t.Errorf("Block(%d) = %v, want %v", tc.failures, got, tc.want)
+		}
+	}
+}
+
 func TestMaxKeys(t *testing.T) {
 	c := newClock()
 	l := newLimiter(c, Config{Free: -1, Base: time.Minute, Max: time.Minute, MaxKeys: 10})

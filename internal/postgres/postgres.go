@@ -23,6 +23,9 @@
 //     housekeeping) run under a lease (lease.go, Leader).
 //   - Schema migrations run under an advisory lock, so nodes starting at
 //     once apply each migration once.
+//
+// Guard, in guard.go, is the nodes' shared brute-force limit (limit.Guard)
+// on tables of the same database.
 package postgres
 
 import (

@@ -338,7 +338,7 @@ func New(ctx context.Context, cfg Config) (s *Server, err error) {
 	// handler through a reference filled in once both exist.
 	ref := new(handlerRef)
 	lim := cfg.Limits
-	guard := limit.New(lim.BruteForce)
+	guard := s.newGuard()
 	verify := secret.NewVerifier(secret.VerifierConfig{Cost: cfg.PasswordCost, MaxEntries: lim.PasswordCacheEntries})
 	bcfg := broker.Config{
 		Handler: ref, Logger: s.log,
