@@ -82,10 +82,10 @@ func (c *Conn) Close() { c.close() }
 
 // Disconnect ends the connection; MQTT 5 clients get a DISCONNECT with
 // code first. It never waits long: when another write holds the
-// connection, or the DISCONNECT cannot be written within a second, the
-// socket is closed without it.
+// connection for more than disconnectWait (50 ms), or the DISCONNECT
+// cannot be written within a second, the socket is closed without it.
 func (c *Conn) Disconnect(code packets.Code) {
-	if c.version == 5 && !c.closed.Load() && c.wmu.TryLock() {
+	if c.version == 5 && !c.closed.Load() && c.lockBriefly(disconnectWait) {
 		pk := disconnectPacket(code)
 		buf := getWriteBuffer()
 		if c.encode(buf, &pk) == nil {
@@ -96,6 +96,27 @@ func (c *Conn) Disconnect(code packets.Code) {
 		c.wmu.Unlock()
 	}
 	c.close()
+}
+
+// disconnectWait bounds how long Disconnect waits for a write in progress
+// (a CONNACK whose writer has not yet let go of the lock, a push) before it
+// closes the socket without its DISCONNECT: a client that reads gets the
+// reason; one that does not cannot hold the caller up.
+const disconnectWait = 50 * time.Millisecond
+
+// lockBriefly takes wmu if it is free within d.
+func (c *Conn) lockBriefly(d time.Duration) bool {
+	if c.wmu.TryLock() {
+		return true
+	}
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && !c.closed.Load() {
+		time.Sleep(time.Millisecond)
+		if c.wmu.TryLock() {
+			return true
+		}
+	}
+	return false
 }
 
 func disconnectPacket(code packets.Code) packets.Packet {

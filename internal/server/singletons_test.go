@@ -3,34 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/thingif/thingif/internal/postgres/pgtest"
 )
-
-// testLog logs to t from Info up.
-func testLog(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), nil))
-}
-
-// startNodes starts n servers on one PostgreSQL database, as the nodes of
-// a cluster, each with a data directory and a name of its own.
-func startNodes(t *testing.T, n int) []*Server {
-	t.Helper()
-	dsn := pgtest.DSN(t)
-	nodes := make([]*Server, n)
-	for i := range nodes {
-		cfg := testConfig(t, t.TempDir())
-		cfg.Store = dsn
-		cfg.Node = fmt.Sprint("node-", i+1)
-		cfg.Logger = testLog(t)
-		nodes[i] = startServer(t, cfg)
-	}
-	return nodes
-}
 
 // singletonsNode waits until exactly one of nodes runs the singletons and
 // returns it.
