@@ -91,6 +91,16 @@ func startClusterNode(t *testing.T, bin, dsn, name string) *clusterNode {
 	return n
 }
 
+// storeOf is a credential store holding creds with their API broker port
+// replaced by port.
+func storeOf(creds *thing.Credentials, port string) thing.Store {
+	c := *creds
+	fmt.Sscan(port, &c.Endpoint.PortTCP)
+	st := new(thing.MemoryStore)
+	st.Save(context.Background(), &c)
+	return st
+}
+
 // kill ends the node with SIGKILL: nothing of it runs after this.
 func (n *clusterNode) kill(t *testing.T) {
 	t.Helper()
@@ -256,6 +266,54 @@ func TestClusterProcesses(t *testing.T) {
 			awaitDone(n, d.c.ThingID(), n.sendCommand(t, admin, d.c.ThingID(), "true"), 30*time.Second)
 		}
 	}
+
+	// A SCHEDULE_ONCE trigger created on one node fires once in the
+	// cluster: one command, handled once, whichever node runs schedules.
+	sched := devices[0]
+	before := len(sched.got)
+	at := time.Now().Add(1500 * time.Millisecond).UnixMilli()
+	body := fmt.Sprintf(`{"predicate":{"eventSource":"SCHEDULE_ONCE","scheduleAt":%d},"command":{"actions":[{"ping":{}}],"schema":"S","schemaVersion":1}}`, at)
+	if code := nodes[1].call(t, "POST", "/thing-if/apps/"+clusterApp+"/targets/thing:"+sched.c.ThingID()+"/triggers", admin, "application/json", body, nil); code != 201 {
+		t.Fatalf("create SCHEDULE_ONCE trigger: %d", code)
+	}
+	for deadline := time.Now().Add(30 * time.Second); len(sched.got) == before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the SCHEDULE_ONCE trigger did not fire")
+		}
+	}
+	time.Sleep(3 * time.Second) // time for a second firing, if any node made one
+	var cmds struct {
+		Commands []json.RawMessage `json:"commands"`
+	}
+	if code := nodes[2].call(t, "GET", "/thing-if/apps/"+clusterApp+"/targets/thing:"+sched.c.ThingID()+"/commands?bestEffortLimit=100", admin, "", "", &cmds); code != 200 {
+		t.Fatalf("list commands: %d", code)
+	}
+	if n := len(cmds.Commands); n != len(nodes)+1 {
+		t.Fatalf("%d commands after the SCHEDULE_ONCE trigger, want %d (one per node, then the trigger's)", n, len(nodes)+1)
+	}
+
+	// Takeover across processes: the same client ID on another node ends
+	// the thing's connection on its own; the SDK reconnects, taking it
+	// back, and commands go on reaching it.
+	mover := devices[1]
+	creds := mover.c.Credentials()
+	away := nodes[(mover.node()+1)%3]
+	intruder, err := thing.NewClient(ctx, thing.Config{
+		Server: "tcp://" + away.addrs["onboard-tcp"], AppID: clusterApp, AppKey: clusterKey,
+		ThingID: creds.ThingID, Password: "pw", Store: storeOf(creds, away.port("mqtt-tcp")),
+		Backoff: thing.ExponentialBackoff(20*time.Millisecond, 200*time.Millisecond), ReonboardAfter: -1,
+		OnCommand: func(context.Context, *thing.Command) []thing.Result { return []thing.Result{{Succeeded: true}} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := intruder.AwaitConnection(actx); err != nil {
+		t.Fatalf("second connection of the client ID on %s: %v", away.name, err)
+	}
+	acancel()
+	intruder.Disconnect(context.Background())
+	awaitDone(nodes[0], creds.ThingID, nodes[2].sendCommand(t, admin, creds.ThingID, "true"), 30*time.Second)
 
 	// Revocation: a token revoked on node 1 is refused by node 2.
 	tok := nodes[1].adminToken(t)
