@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +57,15 @@ func (b *fakeBroker) EndSession(clientID string, _ int64) {
 	b.ended = append(b.ended, clientID)
 }
 
-func (b *fakeBroker) Sessions() []cluster.Session { return nil }
+func (b *fakeBroker) Sessions() []cluster.Session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []cluster.Session
+	for th := range b.held {
+		out = append(out, cluster.Session{ClientID: "c-" + th, ThingID: th, ID: 1})
+	}
+	return out
+}
 func (b *fakeBroker) Connections() int64          { return 0 }
 
 func (b *fakeBroker) got(what *[]string) []string {
@@ -167,4 +176,36 @@ func waitFor(t *testing.T, ok func() bool, what string) {
 			t.Fatalf("waited 10 s for %s", what)
 		}
 	}
+}
+
+// TestListenerLost: when a node's listening connection is killed, the node
+// listens again and catches up: it pushes what is pending to the things
+// it holds, since wakes sent meanwhile were lost.
+func TestListenerLost(t *testing.T) {
+	// A name of its own: the listener is found by its application_name,
+	// leaving the other tests' listeners on the server alone.
+	node := fmt.Sprintf("lost-%d", time.Now().UnixNano())
+	db, err := postgres.Open(t.Context(), postgres.Config{DSN: pgtest.DSN(t), Node: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := &fakeBroker{held: map[string]bool{"th.9": true}}
+	c := start(t, db, node, 1001, b)
+	defer c.Close(t.Context())
+	<-c.Listening()
+	var n int
+	if err := db.Pool().QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`,
+		postgres.ApplicationName(node)).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminate the listener: %d, %v", n, err)
+	}
+	waitFor(t, func() bool {
+		for _, th := range b.got(&b.pushed) {
+			if th == "th.9" {
+				return true
+			}
+		}
+		return false
+	}, "the catch-up push to th.9")
 }
