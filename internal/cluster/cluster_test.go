@@ -66,7 +66,7 @@ func (b *fakeBroker) Sessions() []cluster.Session {
 	}
 	return out
 }
-func (b *fakeBroker) Connections() int64          { return 0 }
+func (b *fakeBroker) Connections() int64 { return 0 }
 
 func (b *fakeBroker) got(what *[]string) []string {
 	b.mu.Lock()
