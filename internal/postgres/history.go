@@ -23,41 +23,14 @@ import (
 // which cannot overflow: SUM and MEAN are exact before the conversion to
 // float64. MIN and MAX find their entries in one more pass each.
 
-// historyBounds returns the ms bounds of a time range whose zero ends are
-// open.
-func historyBounds(from, to time.Time) (lo, hi int64) {
-	lo, hi = math.MinInt64, math.MaxInt64
-	if !from.IsZero() {
-		lo = from.UnixMilli()
-	}
-	if !to.IsZero() {
-		hi = to.UnixMilli()
-	}
-	return lo, hi
-}
-
-func historyKey(at, seq int64) string {
-	return strconv.FormatInt(at, 10) + "." + strconv.FormatInt(seq, 10)
-}
-
-func parseHistoryKey(key string) (at, seq int64, err error) {
-	a, s, ok := strings.Cut(key, ".")
-	at, errAt := strconv.ParseInt(a, 10, 64)
-	seq, errSeq := strconv.ParseInt(s, 10, 64)
-	if !ok || errAt != nil || errSeq != nil || seq <= 0 || historyKey(at, seq) != key {
-		return 0, 0, fmt.Errorf("%w: %q", store.ErrInvalidPaginationKey, key)
-	}
-	return at, seq, nil
-}
-
 // StateHistory returns a page of the history of an alias in history order
 // (at, seq), after the entry whose key is q.After.
 func (db *DB) StateHistory(ctx context.Context, q store.HistoryQuery) ([]store.HistoryEntry, string, error) {
-	lo, hi := historyBounds(q.From, q.To)
+	lo, hi := store.HistoryBounds(q.From, q.To)
 	afterAt, afterSeq := int64(math.MinInt64), int64(0)
 	if q.After != "" {
 		var err error
-		if afterAt, afterSeq, err = parseHistoryKey(q.After); err != nil {
+		if afterAt, afterSeq, err = store.ParseHistoryKey(q.After); err != nil {
 			return nil, "", fmt.Errorf("state history of %q: %w", q.ThingID, err)
 		}
 	}
@@ -71,7 +44,7 @@ func (db *DB) StateHistory(ctx context.Context, q store.HistoryQuery) ([]store.H
 			return e, 0, err
 		}
 		e.ModifiedAt = fromMillis(ms)
-		e.Key = historyKey(ms, seq)
+		e.Key = store.HistoryKey(ms, seq)
 		return e, seq, nil
 	})
 	if err != nil {
@@ -140,7 +113,7 @@ func (db *DB) AggregateStateHistory(ctx context.Context, q store.HistoryAggregat
 			fields = append(fields, a.Field)
 		}
 	}
-	lo, hi := historyBounds(q.From, q.To)
+	lo, hi := store.HistoryBounds(q.From, q.To)
 	var out []store.HistoryGroup
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		groups, err := historyStats(ctx, tx, q, fields, lo, hi, step)

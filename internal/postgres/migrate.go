@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/thingif/thingif/internal/schema"
 )
 
 // migrationFS holds the schema migrations, named NNNN_description.sql and
@@ -28,39 +26,12 @@ var migrationFS embed.FS
 // database across the nodes that start at once.
 const migrationLock = 0x7468696e67 // "thing"
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// migration is one schema migration file (internal/schema).
+type migration = schema.Migration
 
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must start with a positive number and '_'", base)
-		}
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %q: %w", base, err)
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %q and %q have the same version", ms[i-1].name, ms[i].name)
-		}
-	}
-	return ms, nil
-}
+// loadMigrations reads the migrations under migrations/ in fsys, sorted by
+// version.
+func loadMigrations(fsys fs.FS) ([]migration, error) { return schema.Load(fsys) }
 
 // migrate applies the migrations the database has not seen, in one
 // transaction under migrationLock, and refuses a database whose schema is
@@ -80,7 +51,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 // 4 by one release still gets a 2 that lands in the next. It refuses a
 // database that records a version ms lacks.
 func applyMigrations(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, ms []migration) error {
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	var applied []migration
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
@@ -106,7 +77,7 @@ func applyMigrations(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, 
 		}
 		known := make(map[int]bool, len(ms))
 		for _, m := range ms {
-			known[m.version] = true
+			known[m.Version] = true
 		}
 		for _, v := range recorded {
 			if !known[int(v)] {
@@ -114,15 +85,15 @@ func applyMigrations(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, 
 			}
 		}
 		for _, m := range ms {
-			if slices.Contains(recorded, int32(m.version)) {
+			if slices.Contains(recorded, int32(m.Version)) {
 				continue
 			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-				m.version, m.name, time.Now().UnixMilli()); err != nil {
-				return fmt.Errorf("migration %s: record: %w", m.name, err)
+				m.Version, m.Name, time.Now().UnixMilli()); err != nil {
+				return fmt.Errorf("migration %s: record: %w", m.Name, err)
 			}
 			applied = append(applied, m)
 		}
@@ -132,7 +103,7 @@ func applyMigrations(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, 
 		return err
 	}
 	for _, m := range applied {
-		log.Info("schema migration applied", "version", m.version, "name", m.name)
+		log.Info("schema migration applied", "version", m.Version, "name", m.Name)
 	}
 	return nil
 }

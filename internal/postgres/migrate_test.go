@@ -21,7 +21,7 @@ func TestMigrationsLandingOutOfOrder(t *testing.T) {
 	defer pool.Close()
 	log := slog.New(slog.DiscardHandler)
 	m := func(v int, table string) migration {
-		return migration{version: v, name: table + ".sql", sql: `CREATE TABLE ` + table + ` (x INTEGER)`}
+		return migration{Version: v, Name: table + ".sql", SQL: `CREATE TABLE ` + table + ` (x INTEGER)`}
 	}
 	if err := applyMigrations(t.Context(), pool, log, []migration{m(1, "one"), m(4, "four")}); err != nil {
 		t.Fatal(err)

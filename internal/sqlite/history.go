@@ -24,35 +24,6 @@ import (
 // thing ?1, alias ?2, with ?3 <= at <= ?4 (ms).
 const historyRange = `thing_id = ?1 AND alias = ?2 AND at >= ?3 AND at <= ?4`
 
-// historyBounds returns the ms bounds of a time range whose zero ends are
-// open.
-func historyBounds(from, to time.Time) (lo, hi int64) {
-	lo, hi = math.MinInt64, math.MaxInt64
-	if !from.IsZero() {
-		lo = from.UnixMilli()
-	}
-	if !to.IsZero() {
-		hi = to.UnixMilli()
-	}
-	return lo, hi
-}
-
-// historyKey is the page key of the entry at (ms) with row seq.
-func historyKey(at, seq int64) string {
-	return strconv.FormatInt(at, 10) + "." + strconv.FormatInt(seq, 10)
-}
-
-// parseHistoryKey parses a key made by historyKey, in exactly that form.
-func parseHistoryKey(key string) (at, seq int64, err error) {
-	a, s, ok := strings.Cut(key, ".")
-	at, errAt := strconv.ParseInt(a, 10, 64)
-	seq, errSeq := strconv.ParseInt(s, 10, 64)
-	if !ok || errAt != nil || errSeq != nil || seq <= 0 || historyKey(at, seq) != key {
-		return 0, 0, fmt.Errorf("%w: %q", store.ErrInvalidPaginationKey, key)
-	}
-	return at, seq, nil
-}
-
 // historyPageQuery is a page of the range after the position (?5, ?6) (at,
 // seq), ?7 entries at most. ?3 must not be before ?5: SQLite bounds an
 // index range by one lower bound only.
@@ -68,11 +39,11 @@ const historyPageQuery = `SELECT seq, body, at FROM state_history
 // A page after a key at the end of 100,000 entries takes 0.4 ms, as the
 // first page does (BenchmarkStateHistoryPage).
 func (db *DB) StateHistory(ctx context.Context, q store.HistoryQuery) ([]store.HistoryEntry, string, error) {
-	lo, hi := historyBounds(q.From, q.To)
+	lo, hi := store.HistoryBounds(q.From, q.To)
 	afterAt, afterSeq := int64(math.MinInt64), int64(0)
 	if q.After != "" {
 		var err error
-		if afterAt, afterSeq, err = parseHistoryKey(q.After); err != nil {
+		if afterAt, afterSeq, err = store.ParseHistoryKey(q.After); err != nil {
 			return nil, "", fmt.Errorf("state history of %q: %w", q.ThingID, err)
 		}
 	}
@@ -89,7 +60,7 @@ func (db *DB) StateHistory(ctx context.Context, q store.HistoryQuery) ([]store.H
 			return nil, "", fmt.Errorf("state history of %q: %w", q.ThingID, err)
 		}
 		e.ModifiedAt = fromMillis(ms)
-		e.Key = historyKey(ms, seq)
+		e.Key = store.HistoryKey(ms, seq)
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -140,7 +111,7 @@ func (db *DB) AggregateStateHistory(ctx context.Context, q store.HistoryAggregat
 			fields = append(fields, a.Field)
 		}
 	}
-	lo, hi := historyBounds(q.From, q.To)
+	lo, hi := store.HistoryBounds(q.From, q.To)
 
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/thingif/thingif/internal/schema"
 )
 
 // migrationFS holds the schema migrations, named NNNN_description.sql and
@@ -21,42 +19,12 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migration is one schema migration file.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// migration is one schema migration file (internal/schema).
+type migration = schema.Migration
 
 // loadMigrations reads the migrations under migrations/ in fsys, sorted by
 // version.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %q: name must start with a positive number and '_'", base)
-		}
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %q: %w", base, err)
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %q and %q have the same version", ms[i-1].name, ms[i].name)
-		}
-	}
-	return ms, nil
-}
+func loadMigrations(fsys fs.FS) ([]migration, error) { return schema.Load(fsys) }
 
 // migrate applies the migrations of fsys that the database has not seen,
 // each in its own transaction together with its schema_migrations row. The
@@ -77,11 +45,11 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS, log *slog.Logger) erro
 	}
 	var latest int
 	if len(ms) > 0 {
-		latest = ms[len(ms)-1].version
+		latest = ms[len(ms)-1].Version
 	}
 	for _, m := range ms {
 		if err := applyMigration(ctx, db, m, latest, log); err != nil {
-			return fmt.Errorf("sqlite: migration %s: %w", m.name, err)
+			return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -102,23 +70,23 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration, latest int, lo
 		return fmt.Errorf("database schema version %d is newer than this program's %d", newest.Int64, latest)
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", m.Version).Scan(&n); err != nil {
 		return fmt.Errorf("read applied: %w", err)
 	}
 	if n > 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx,
 		"INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-		m.version, m.name, time.Now().UnixMilli()); err != nil {
+		m.Version, m.Name, time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("record: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	log.Info("schema migration applied", logKeyVersion, m.version, logKeyName, m.name)
+	log.Info("schema migration applied", logKeyVersion, m.Version, logKeyName, m.Name)
 	return nil
 }

@@ -283,7 +283,7 @@ func TestLoadMigrationsNames(t *testing.T) {
 				t.Fatalf("loadMigrations: err=%v, want ok=%v", err, tt.ok)
 			}
 			for i := 1; i < len(ms); i++ {
-				if ms[i-1].version >= ms[i].version {
+				if ms[i-1].Version >= ms[i].Version {
 					t.Fatalf("migrations out of order: %v", ms)
 				}
 			}

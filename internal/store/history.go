@@ -1,6 +1,12 @@
 package store
 
-import "time"
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // HistoryQuery selects a page of the state history of one alias of a thing
 // (History.StateHistory).
@@ -104,4 +110,37 @@ type AggregateValue struct {
 	// Entry is, for MIN and MAX with a Value, the first entry in history
 	// order whose field has that value; nil otherwise.
 	Entry *State
+}
+
+// HistoryBounds returns the bounds of a history time range in unix ms,
+// its zero ends open (the smallest and largest int64): the range every
+// backend reads.
+func HistoryBounds(from, to time.Time) (lo, hi int64) {
+	lo, hi = math.MinInt64, math.MaxInt64
+	if !from.IsZero() {
+		lo = from.UnixMilli()
+	}
+	if !to.IsZero() {
+		hi = to.UnixMilli()
+	}
+	return lo, hi
+}
+
+// HistoryKey is the paging key of the history entry at (unix ms) with
+// stored position seq, as the backends issue it: "at.seq". Callers treat
+// keys as opaque.
+func HistoryKey(at, seq int64) string {
+	return strconv.FormatInt(at, 10) + "." + strconv.FormatInt(seq, 10)
+}
+
+// ParseHistoryKey parses a key made by HistoryKey, in exactly that form;
+// anything else is ErrInvalidPaginationKey.
+func ParseHistoryKey(key string) (at, seq int64, err error) {
+	a, s, ok := strings.Cut(key, ".")
+	at, errAt := strconv.ParseInt(a, 10, 64)
+	seq, errSeq := strconv.ParseInt(s, 10, 64)
+	if !ok || errAt != nil || errSeq != nil || seq <= 0 || HistoryKey(at, seq) != key {
+		return 0, 0, fmt.Errorf("%w: %q", ErrInvalidPaginationKey, key)
+	}
+	return at, seq, nil
 }
