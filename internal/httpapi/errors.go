@@ -56,6 +56,9 @@ var (
 
 	errInternal = &apiError{http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", "InternalServer", "internal server error"}
 	errBusy     = &apiError{http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "ServiceUnavailable", "the server is busy; retry later"}
+	// errStoreDown answers a request the store could not take because it
+	// cannot be reached (store.ErrUnavailable): nothing was stored.
+	errStoreDown = &apiError{http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", "ServiceUnavailable", "the store is unavailable; retry later"}
 
 	// The app side: users, owners, triggers, history.
 	errWrongTrigger      = &apiError{http.StatusBadRequest, "WRONG_TRIGGER", "WrongTrigger", "the trigger is not valid"}

@@ -290,7 +290,8 @@ const (
 )
 
 // fail answers err: a catalogue error as itself, a body over MaxBodyBytes as
-// 413, anything else as 500 (logged, since it is our fault or the store's).
+// 413, a store that cannot be reached as 503, anything else as 500 (logged,
+// since it is our fault or the store's).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	var tooLarge *http.MaxBytesError
@@ -298,6 +299,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &ae):
 	case errors.As(err, &tooLarge):
 		ae = errTooLarge
+	case store.IsUnavailable(err):
+		ae = errStoreDown
+		if r.Context().Err() == nil {
+			h.log.Warn("request failed: store unavailable", keyMethod, r.Method, keyPath, r.URL.Path, keyErr, err)
+		}
 	default:
 		ae = errInternal
 		if r.Context().Err() == nil {

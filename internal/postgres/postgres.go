@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -187,7 +188,7 @@ type querier interface {
 
 // tx runs fn in a transaction, committed if fn returns nil.
 func (db *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, db.pool, fn)
+	return translate(pgx.BeginFunc(ctx, db.pool, fn))
 }
 
 // Lock classes of lockThing: one per kind of read-then-write on a thing.
@@ -219,17 +220,36 @@ const (
 // reference to a thing or app that does not exist) is store.ErrNotFound.
 // Other errors are returned unchanged.
 func translate(err error) error {
+	if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
+		return err // none, or translated already
+	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
+		// A connection that could not be made, or broke under a
+		// statement (the server went, or the network).
+		var ce *pgconn.ConnectError
+		var ne net.Error
+		if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
 		return err
 	}
-	switch pe.Code {
-	case codeUniqueViolation:
+	switch {
+	case pe.Code == codeUniqueViolation:
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
-	case codeForeignKeyViolation:
+	case pe.Code == codeForeignKeyViolation:
 		return fmt.Errorf("%w: referenced record: %w", store.ErrNotFound, err)
+	case serverGone(pe.Code):
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
+}
+
+// serverGone reports whether a SQLSTATE says the server ended or refuses
+// the session: a connection exception (class 08) or a shutdown (57P01
+// admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now).
+func serverGone(code string) bool {
+	return strings.HasPrefix(code, "08") || code == "57P01" || code == "57P02" || code == "57P03"
 }
 
 // notFound turns pgx.ErrNoRows into store.ErrNotFound.
@@ -240,7 +260,7 @@ func notFound(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return fmt.Errorf("%s: %w", what, translate(err))
 }
 
 // oneRow turns the result of an UPDATE or DELETE of one row into nil, or
@@ -328,7 +348,7 @@ func parseKey(key string, def int64) (int64, error) {
 // items and their seqs.
 func collect[T any](rows pgx.Rows, err error, scan func(pgx.Rows) (T, int64, error)) ([]T, []int64, error) {
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, translate(err)
 	}
 	defer rows.Close()
 	out := []T{}
@@ -341,7 +361,7 @@ func collect[T any](rows pgx.Rows, err error, scan func(pgx.Rows) (T, int64, err
 		out = append(out, v)
 		seqs = append(seqs, seq)
 	}
-	return out, seqs, rows.Err()
+	return out, seqs, translate(rows.Err())
 }
 
 // page cuts a listing read with sqlLimit(limit) to limit items and returns
@@ -357,13 +377,13 @@ func page[T any](items []T, seqs []int64, limit int) ([]T, string) {
 func (db *DB) strings(ctx context.Context, query string, args ...any) ([]string, error) {
 	rows, err := db.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, translate(err)
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if out == nil {
 		out = []string{}
 	}
-	return out, err
+	return out, translate(err)
 }
 
 // housekeepingChunk bounds the rows one housekeeping statement changes, so
@@ -379,7 +399,7 @@ func (db *DB) execChunks(ctx context.Context, query string, args ...any) (int64,
 	for {
 		tag, err := db.pool.Exec(ctx, query, args...)
 		if err != nil {
-			return total, err
+			return total, translate(err)
 		}
 		n := tag.RowsAffected()
 		total += n

@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"time"
 )
 
@@ -35,7 +36,19 @@ var (
 	// ErrTooManyTriggers is returned by CreateTrigger when the thing already
 	// has as many triggers as the caller allows.
 	ErrTooManyTriggers = errors.New("too many triggers")
+	// ErrUnavailable is returned (wrapped) when the store cannot be
+	// reached: a database server down or cut off. The caller may retry
+	// later; nothing was stored.
+	ErrUnavailable = errors.New("store unavailable")
 )
+
+// IsUnavailable reports whether err says the store could not be reached:
+// ErrUnavailable, or a network error on the way to a database server
+// (refused, reset, timed out).
+func IsUnavailable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, ErrUnavailable) || errors.As(err, &ne)
+}
 
 // App is a thing-if application: the unit that owns things, and whose ID and
 // key devices present on the onboarding broker.
