@@ -478,6 +478,11 @@ func (r *run) push(ctx context.Context, res *Result) error {
 		res.Notes = append(res.Notes, placement(things, nodes))
 	}
 
+	// A command's title is b<run>-<seq>: commands of an earlier run
+	// against the same things, still pending when it ended (a server
+	// that fell behind), are pushed when the things connect again, and
+	// must not count as this run's.
+	titleKey := fmt.Sprintf(`"title":"b%d-`, r.id)
 	due := make([]time.Time, n)
 	var pushed, done, accepted, refused atomic.Int64
 	seen := make([]atomic.Bool, n)
@@ -495,7 +500,7 @@ func (r *run) push(ctx context.Context, res *Result) error {
 			_ = c.readLoop(func(topic string, p []byte) {
 				now := time.Now()
 				if topic == t.Topic {
-					seq, ok := jsonInt(p, `"title":"b`)
+					seq, ok := jsonInt(p, titleKey)
 					if !ok || seq < 0 || seq >= n || seen[seq].Swap(true) {
 						return
 					}
@@ -544,7 +549,7 @@ func (r *run) push(ctx context.Context, res *Result) error {
 			defer workersWG.Done()
 			for seq := range jobs {
 				t, base := things[seq%k], urls[seq%k]
-				body := fmt.Appendf(nil, `{"schema":"bench","schemaVersion":1,"issuer":"user:bench","title":"b%d","actions":[{"turnPower":{"power":true}}]}`, seq)
+				body := fmt.Appendf(nil, `{"schema":"bench","schemaVersion":1,"issuer":"user:bench","title":"b%d-%d","actions":[{"turnPower":{"power":true}}]}`, r.id, seq)
 				req, _ := http.NewRequestWithContext(ctx, "POST", base+path+t.ThingID+"/commands", bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Authorization", "Bearer "+token)
