@@ -2,12 +2,15 @@
 # bench/compare.sh runs thingif beside its baseline (Debian's mosquitto), all
 # on loopback, and rewrites the results section
 # of BENCHMARKS.md (between its "results:begin" and "results:end" markers;
-# the analysis around it is written by hand).
+# the analysis around it is written by hand), then runs bench/cluster.sh
+# (PostgreSQL and three nodes, its own part of BENCHMARKS.md) unless
+# NO_CLUSTER is set.
 #
 #   bench/compare.sh                 # the full run (about 10 minutes on 2 cores)
 #   QUICK=1 bench/compare.sh         # small sizes, to check the script
 #
-# Needs: go, mosquitto (apt-get install -y mosquitto), jq. Every server binds
+# Needs: go, mosquitto (apt-get install -y mosquitto), jq; for
+# bench/cluster.sh a PostgreSQL installation. Every server binds
 # 127.0.0.1 only; every load is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -187,3 +190,8 @@ else
 fi
 rm -f "$f"
 echo "wrote $OUT" >&2
+
+# 4. PostgreSQL and three nodes, on the same binary.
+if [[ -z "${NO_CLUSTER:-}" ]]; then
+	T="$T" OUT="$OUT" bench/cluster.sh
+fi

@@ -26,7 +26,8 @@ const benchUsage = `Scenarios (thingif):
             cut), C at a time; both rates and latencies
   connect   N things connect to the API broker and subscribe (at --rate per second if set), held for --hold;
             with --pid, the server's resident memory per connection (with --broker: any MQTT broker)
-  push      K things subscribed; commands over REST at --rate for --duration; push and full-loop latency
+  push      K things subscribed; commands over REST at --rate for --duration; push and full-loop latency;
+            with --rest-nodes, to another node of a cluster than the thing's (or its own: --command-node same)
   state     K things upload states over MQTT, each as fast as its answers come
 Scenarios (any MQTT broker, --broker):
   pubsub    K clients on unique topics, QoS 1, --rate messages/s in all: one publisher→subscriber hop
@@ -39,7 +40,8 @@ The progress bar is drawn on stderr when it is a terminal.
 
 func runBench(fs *flagSet) action {
 	var cfg bench.Config
-	benchFlags(&cfg, fs)
+	var restNodes string
+	benchFlags(&cfg, &restNodes, fs)
 	embedded := fs.Bool("embedded", false, "start a thingif server in this process (default password hashing; TCP and HTTP listeners on 127.0.0.1)")
 	var app, key string
 	fs.envString(&app, "app", "THINGIF_APP_ID", "", "the app's `ID`, or ID:KEY (with --embedded: bench:bench-key)")
@@ -52,6 +54,9 @@ func runBench(fs *flagSet) action {
 		cfg.Scenario = args[0]
 		if !slices.Contains(bench.Scenarios, cfg.Scenario) {
 			return usagef("unknown scenario %q: want one of %s", cfg.Scenario, strings.Join(bench.Scenarios, ", "))
+		}
+		if cfg.CommandNode != bench.CommandNodeOther && cfg.CommandNode != bench.CommandNodeSame {
+			return usagef("unknown --command-node %q: want %s or %s", cfg.CommandNode, bench.CommandNodeOther, bench.CommandNodeSame)
 		}
 		if limit, err := raiseFileLimit(); err != nil {
 			fmt.Fprintln(stderr, "bench:", err)
@@ -68,6 +73,7 @@ func runBench(fs *flagSet) action {
 			}
 			cfg.AppID, cfg.AppKey = a.ID, a.Key
 		}
+		cfg.RESTNodes = splitList(restNodes)
 		cfg.Broker = strings.TrimPrefix(cfg.Broker, "tcp://")
 		cfg.Onboard = strings.TrimPrefix(cfg.Onboard, "tcp://")
 		if !*quiet && isTerminal(stderr) {
@@ -98,6 +104,17 @@ func runBench(fs *flagSet) action {
 	}
 }
 
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // isTerminal reports whether w is a terminal (a character device): the
 // progress bar rewrites its line with \r, which in a file or a pipe is
 // noise.
@@ -110,10 +127,12 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-func benchFlags(cfg *bench.Config, fs *flagSet) {
+func benchFlags(cfg *bench.Config, restNodes *string, fs *flagSet) {
 	fs.envString(&cfg.Onboard, "onboard", "THINGIF_ONBOARD", "127.0.0.1:1883", "thingif onboarding broker `host:port` (MQTT over TCP)")
 	fs.StringVar(&cfg.MQTT, "mqtt", "", "thingif API broker `host:port` (default: the port in the onboarding answer)")
 	fs.envString(&cfg.REST, "rest", "THINGIF_SERVER", "http://127.0.0.1:8080", "thingif REST API base `URL`")
+	fs.envString(restNodes, "rest-nodes", "THINGIF_REST_NODES", "", "push: the REST API base `URLs` of a cluster's nodes, comma-separated; each thing's commands go to one of them, chosen by --command-node, instead of to --rest")
+	fs.StringVar(&cfg.CommandNode, "command-node", bench.CommandNodeOther, "push with --rest-nodes: send a thing's commands to a node other than the one it is connected to (`other`: cross-node), or to that node (same)")
 	fs.StringVar(&cfg.Broker, "broker", "", "MQTT broker `host:port` for pubsub, echo and connect")
 	fs.IntVar(&cfg.N, "n", 0, "things to onboard or connect (default 1000)")
 	fs.IntVar(&cfg.K, "k", 0, "connected things or clients (default 1000; 100 for state and echo)")

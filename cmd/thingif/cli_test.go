@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"key and key file", []string{"user", "list", "--app", "a", "--key", "k", "--key-file", keyFile}, "user list: --key and --key-file are exclusive", "thingif user list"},
 		{"password and stdin", []string{"user", "create", "--name", "n", "--password", "p", "--password-stdin"}, "user create: --password and --password-stdin are exclusive", "thingif user create"},
 		{"unknown scenario", []string{"bench", "nope"}, `unknown scenario "nope"`, "thingif bench"},
+		{"unknown command node", []string{"bench", "push", "--command-node", "any"}, `unknown --command-node "any": want other or same`, "thingif bench"},
 		{"thing without app", []string{"thing", "onboard", "--vendor-thing-id", "v", "--password", "p"}, "--app ID:KEY, or --app ID with --key", "thingif thing onboard"},
 		{"completion shell", []string{"completion", "tcsh"}, `completion: unknown shell "tcsh"`, "thingif completion"},
 		{"serve unknown flag", []string{"serve", "--nope"}, "flag provided but not defined: -nope", "thingif serve"},
@@ -362,6 +364,22 @@ func TestIsTerminal(t *testing.T) {
 		defer tty.Close()
 		if !isTerminal(tty) {
 			t.Error("isTerminal(/dev/tty) = false")
+		}
+	}
+}
+
+// TestSplitList: --rest-nodes is a comma-separated list, blanks dropped.
+func TestSplitList(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"http://a", []string{"http://a"}},
+		{" http://a, http://b ,,http://c,", []string{"http://a", "http://b", "http://c"}},
+	} {
+		if got := splitList(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("splitList(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

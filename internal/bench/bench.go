@@ -40,6 +40,15 @@ type Config struct {
 	// http://127.0.0.1:8080. Needed by push; when set, connect also reads
 	// the server's /metrics before and after.
 	REST string
+	// RESTNodes are the REST API base URLs of several nodes sharing one
+	// PostgreSQL store (a cluster). If set, push sends each thing's
+	// commands to one of them, chosen by CommandNode from the node the
+	// thing's onboarding answer placed it on, rather than to REST.
+	RESTNodes []string
+	// CommandNode is which of RESTNodes gets a thing's commands:
+	// CommandNodeOther (a node other than the thing's own) or
+	// CommandNodeSame (its own). If empty, CommandNodeOther.
+	CommandNode string
 	// AppID and AppKey are the app's credentials.
 	AppID, AppKey string
 	// Broker is the MQTT broker (host:port) of the pubsub and echo
@@ -115,6 +124,9 @@ func (c *Config) setDefaults() {
 	if c.Sources == 0 {
 		c.Sources = max(1, (max(c.N, 2*c.K)+899)/900)
 	}
+	if c.CommandNode == "" {
+		c.CommandNode = CommandNodeOther
+	}
 	if c.PayloadSize == 0 {
 		c.PayloadSize = 160
 	}
@@ -158,18 +170,27 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown Transport %q (want tcp, tls, ws or wss)", c.Transport)
 	}
-	if c.Scenario == "push" && c.REST == "" {
+	if c.Scenario == "push" && c.REST == "" && len(c.RESTNodes) == 0 {
 		return errors.New("push: REST is required")
 	}
+	switch c.CommandNode {
+	case "", CommandNodeOther, CommandNodeSame:
+	default:
+		return fmt.Errorf("unknown CommandNode %q (want %s or %s)", c.CommandNode, CommandNodeOther, CommandNodeSame)
+	}
+
 	for _, a := range []string{c.Onboard, c.MQTT, c.Broker} {
 		if a != "" && !loopback(a) {
 			return fmt.Errorf("%w: %s", ErrNotLoopback, a)
 		}
 	}
-	if c.REST != "" {
-		u, err := url.Parse(c.REST)
+	for _, rest := range append([]string{c.REST}, c.RESTNodes...) {
+		if rest == "" {
+			continue
+		}
+		u, err := url.Parse(rest)
 		if err != nil || !loopback(u.Host) {
-			return fmt.Errorf("%w: %s", ErrNotLoopback, c.REST)
+			return fmt.Errorf("%w: %s", ErrNotLoopback, rest)
 		}
 	}
 	if c.N < 0 || c.K < 0 || c.Rate < 0 || c.Concurrency < 0 || c.Duration < 0 || c.Sources < 0 {

@@ -410,10 +410,11 @@ func (r *run) scrape() map[string]float64 {
 	return out
 }
 
-// adminToken gets an app admin token from the token endpoint.
-func (r *run) adminToken(ctx context.Context, hc *http.Client) (string, error) {
+// adminToken gets an app admin token from the token endpoint of the REST
+// API at base.
+func (r *run) adminToken(ctx context.Context, hc *http.Client, base string) (string, error) {
 	body, _ := json.Marshal(map[string]string{"grant_type": "client_credentials", "client_id": r.cfg.AppID, "client_secret": r.cfg.AppKey})
-	req, err := http.NewRequestWithContext(ctx, "POST", r.cfg.REST+"/api/apps/"+r.cfg.AppID+"/oauth2/token", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, "POST", base+"/api/apps/"+r.cfg.AppID+"/oauth2/token", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -434,7 +435,8 @@ func (r *run) adminToken(ctx context.Context, hc *http.Client) (string, error) {
 
 // push: K things subscribed at QoS 1; commands sent over REST at Rate for
 // Duration, round robin; each thing answers with its action results over
-// MQTT unless NoAnswer.
+// MQTT unless NoAnswer. With RESTNodes, each thing's commands go to the
+// node CommandNode picks for it.
 func (r *run) push(ctx context.Context, res *Result) error {
 	k, n := r.cfg.K, int(r.cfg.Rate*r.cfg.Duration.Seconds())
 	workers := cmpOr(r.cfg.Concurrency, 64)
@@ -452,11 +454,35 @@ func (r *run) push(ctx context.Context, res *Result) error {
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}, Timeout: r.cfg.Timeout}
 	defer hc.CloseIdleConnections()
-	token, err := r.adminToken(ctx, hc)
+	base := r.cfg.REST
+	if len(r.cfg.RESTNodes) > 0 {
+		base = r.cfg.RESTNodes[0]
+	}
+	token, err := r.adminToken(ctx, hc, base)
 	if err != nil {
 		return err
 	}
+	urls := make([]string, k)
+	for i := range urls {
+		urls[i] = base
+	}
+	if len(r.cfg.RESTNodes) > 0 {
+		nodes, err := r.restNodes(ctx, hc, token)
+		if err != nil {
+			return err
+		}
+		if urls, err = commandURLs(things, nodes, r.cfg.CommandNode); err != nil {
+			return err
+		}
+		res.Params["nodes"], res.Params["command node"] = len(nodes), r.cfg.CommandNode
+		res.Notes = append(res.Notes, placement(things, nodes))
+	}
 
+	// A command's title is b<run>-<seq>: commands of an earlier run
+	// against the same things, still pending when it ended (a server
+	// that fell behind), are pushed when the things connect again, and
+	// must not count as this run's.
+	titleKey := fmt.Sprintf(`"title":"b%d-`, r.id)
 	due := make([]time.Time, n)
 	var pushed, done, accepted, refused atomic.Int64
 	seen := make([]atomic.Bool, n)
@@ -474,7 +500,7 @@ func (r *run) push(ctx context.Context, res *Result) error {
 			_ = c.readLoop(func(topic string, p []byte) {
 				now := time.Now()
 				if topic == t.Topic {
-					seq, ok := jsonInt(p, `"title":"b`)
+					seq, ok := jsonInt(p, titleKey)
 					if !ok || seq < 0 || seq >= n || seen[seq].Swap(true) {
 						return
 					}
@@ -516,15 +542,15 @@ func (r *run) push(ctx context.Context, res *Result) error {
 
 	jobs := make(chan int, n)
 	var workersWG sync.WaitGroup
-	prefix := r.cfg.REST + "/thing-if/apps/" + r.cfg.AppID + "/targets/thing:"
+	path := "/thing-if/apps/" + r.cfg.AppID + "/targets/thing:"
 	for range workers {
 		workersWG.Add(1)
 		go func() {
 			defer workersWG.Done()
 			for seq := range jobs {
-				t := things[seq%k]
-				body := fmt.Appendf(nil, `{"schema":"bench","schemaVersion":1,"issuer":"user:bench","title":"b%d","actions":[{"turnPower":{"power":true}}]}`, seq)
-				req, _ := http.NewRequestWithContext(ctx, "POST", prefix+t.ThingID+"/commands", bytes.NewReader(body))
+				t, base := things[seq%k], urls[seq%k]
+				body := fmt.Appendf(nil, `{"schema":"bench","schemaVersion":1,"issuer":"user:bench","title":"b%d-%d","actions":[{"turnPower":{"power":true}}]}`, r.id, seq)
+				req, _ := http.NewRequestWithContext(ctx, "POST", base+path+t.ThingID+"/commands", bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Authorization", "Bearer "+token)
 				resp, err := hc.Do(req)
