@@ -10,10 +10,12 @@
 //   - Sessions: the sessions table names the node holding each MQTT client
 //     ID. A connection on another node takes the client ID over: its node
 //     notifies the old one, which ends the old connection.
-//   - Wakes: a trigger on commands (migration 0002) notifies, at commit, the
-//     nodes holding a session of the command's thing, on the channel
-//     thingif_NODE that each node LISTENs on; the woken node pushes what is
-//     pending. Only the nodes that hold the thing are woken.
+//   - Wakes: after a command's commit, the node that stored it notifies the
+//     other nodes holding a session of the command's thing, in batches
+//     (notify.go), on the channel thingif_NODE that each node LISTENs on;
+//     the woken node pushes what is pending. Only the nodes that hold the
+//     thing are woken. Installations replaced on one node end their
+//     connections on the others the same way.
 //
 // A node's listening connection may drop. Notifications sent meanwhile are
 // lost, so once it listens again the node catches up: it pushes what is
@@ -77,6 +79,9 @@ type Broker interface {
 	// EndSession ends the local connection of clientID whose session is
 	// id: another node took the client ID over.
 	EndSession(clientID string, id int64)
+	// EndInstallation ends the local connections of the thing logged in
+	// with the installation: another node replaced or deleted it.
+	EndInstallation(ctx context.Context, thingID, installationID string)
 	// Sessions lists the local connections.
 	Sessions() []Session
 	// Connections returns the number of connected clients.
@@ -124,6 +129,8 @@ type Cluster struct {
 	// listening is closed once the first LISTEN is in place (tests).
 	listening     chan struct{}
 	listeningOnce sync.Once
+	// note queues what this node tells the others (notify.go).
+	note notifier
 }
 
 // Start registers the node and runs its heartbeat and its listener until
@@ -161,6 +168,7 @@ func Start(ctx context.Context, cfg Config, b Broker) (*Cluster, error) {
 	c.cancel = cancel
 	c.wg.Go(func() { c.heartbeat(runCtx) })
 	c.wg.Go(func() { c.listen(runCtx) })
+	c.startNotifier(runCtx)
 	return c, nil
 }
 
@@ -301,9 +309,10 @@ func (c *Cluster) Listening() <-chan struct{} { return c.listening }
 
 // dispatch handles one notification:
 //
-//	wake THING         a command for THING was stored elsewhere
-//	wake1 THING        the same, forwarded once by a node that no longer held THING
-//	end CLIENT SESSION CLIENT connected elsewhere: end its session SESSION here
+//	wake THING          a command for THING was stored elsewhere
+//	wake1 THING         the same, forwarded once by a node that no longer held THING
+//	end CLIENT SESSION  CLIENT connected elsewhere: end its session SESSION here
+//	endinst THING INST  installation INST of THING was replaced elsewhere: end its connections here
 func (c *Cluster) dispatch(ctx context.Context, payload string) {
 	verb, rest, _ := strings.Cut(payload, " ")
 	switch verb {
@@ -319,6 +328,10 @@ func (c *Cluster) dispatch(ctx context.Context, payload string) {
 		clientID, id, _ := strings.Cut(rest, " ")
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 			c.broker.EndSession(clientID, n)
+		}
+	case "endinst":
+		if thingID, inst, ok := strings.Cut(rest, " "); ok {
+			c.broker.EndInstallation(ctx, thingID, inst)
 		}
 	default:
 		c.log.Warn("unknown notification", "verb", verb)

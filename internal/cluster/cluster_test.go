@@ -68,6 +68,12 @@ func (b *fakeBroker) Sessions() []cluster.Session {
 }
 func (b *fakeBroker) Connections() int64 { return 0 }
 
+func (b *fakeBroker) EndInstallation(_ context.Context, thingID, inst string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ended = append(b.ended, thingID+"/"+inst)
+}
+
 func (b *fakeBroker) got(what *[]string) []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -131,8 +137,8 @@ func TestRegistryPlacementSessions(t *testing.T) {
 		t.Fatalf("th.1 on %v, want [b]", nodes)
 	}
 
-	// A command stored for th.1 (by a connection of no node) wakes b,
-	// which holds its session, and b only.
+	// A command stored for th.1 on a wakes b, which holds its session, and
+	// b only; so does an installation replaced on a.
 	if err := db.PutApp(t.Context(), store.App{ID: "app", KeyHash: "k"}); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +154,10 @@ func TestRegistryPlacementSessions(t *testing.T) {
 	if err := db.CreateCommand(t.Context(), store.Command{ID: "cmd", AppID: "app", ThingID: "th.1", State: store.CommandSending}, 0); err != nil {
 		t.Fatal(err)
 	}
+	a.Wake("th.1")
 	waitFor(t, func() bool { return len(bb.got(&bb.pushed)) == 1 }, "b to be woken")
+	a.EndInstallation("th.1", "in")
+	waitFor(t, func() bool { got := bb.got(&bb.ended); return len(got) == 1 && got[0] == "th.1/in" }, "b to end the installation")
 	if got := ba.got(&ba.pushed); len(got) != 0 {
 		t.Fatalf("a woken for %v", got)
 	}

@@ -64,9 +64,7 @@ type Config struct {
 	// connect_timeout, or DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// Node, if set, names the node: its connections say application_name
-	// "thingif/NODE", which pg_stat_activity shows and by which the
-	// command trigger of migration 0002 tells the node that stored a
-	// command from the others (internal/cluster).
+	// "thingif/NODE", which pg_stat_activity shows.
 	Node string
 }
 

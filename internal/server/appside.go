@@ -65,7 +65,7 @@ type appSide struct {
 func (s *Server) newAppSide() error {
 	cfg := trigger.Config{
 		Store:      s.store,
-		Pusher:     s.api,
+		Pusher:     clusterPusher{s},
 		WebhookURL: s.cfg.AppSide.WebhookURL,
 		Logger:     s.log.With("component", "trigger"),
 		// The same bound as commands sent over REST.

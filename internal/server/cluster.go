@@ -8,6 +8,7 @@ import (
 	"github.com/thingif/thingif/internal/broker"
 	"github.com/thingif/thingif/internal/cluster"
 	"github.com/thingif/thingif/internal/httpapi"
+	"github.com/thingif/thingif/internal/store"
 )
 
 // placeTimeout bounds the placement an onboarding answer waits for; past
@@ -76,6 +77,27 @@ func (c clusterSessions) Disconnected(ctx context.Context, clientID string, id i
 	return c.s.cluster.Disconnected(ctx, clientID, id)
 }
 
+// clusterPusher is the Pusher of the handler and the trigger engine with
+// several nodes: the command goes to this node's connections of the thing,
+// and the other nodes that hold one are woken.
+type clusterPusher struct{ s *Server }
+
+func (p clusterPusher) Push(ctx context.Context, c store.Command) {
+	p.s.api.Push(ctx, c)
+	if p.s.cluster != nil {
+		p.s.cluster.Wake(c.ThingID)
+	}
+}
+
+// EndInstallation is httpapi.Revoker's: this node's connections with the
+// installation end, and so do the other nodes'.
+func (p clusterPusher) EndInstallation(ctx context.Context, thingID, installationID string) {
+	p.s.api.EndInstallation(ctx, thingID, installationID)
+	if p.s.cluster != nil {
+		p.s.cluster.EndInstallation(thingID, installationID)
+	}
+}
+
 // clusterBroker is the API broker as cluster.Broker.
 type clusterBroker struct{ api *broker.API }
 
@@ -83,6 +105,10 @@ func (b clusterBroker) Subscribed(thingID string) int        { return b.api.Subs
 func (b clusterBroker) PushPending(thingID string)           { b.api.PushPending(thingID) }
 func (b clusterBroker) EndSession(clientID string, id int64) { b.api.EndSession(clientID, id) }
 func (b clusterBroker) Connections() int64                   { return b.api.Connections() }
+
+func (b clusterBroker) EndInstallation(ctx context.Context, thingID, installationID string) {
+	b.api.EndInstallation(ctx, thingID, installationID)
+}
 
 func (b clusterBroker) Sessions() []cluster.Session {
 	in := b.api.Sessions()

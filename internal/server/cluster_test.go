@@ -120,6 +120,19 @@ func TestClusterPushAndTakeover(t *testing.T) {
 	}
 	waitState(t, nodes[other], admin, ob.ThingID, cid2, "DELIVERED")
 	quiet(t, second, 300*time.Millisecond)
+
+	// A new endpoint password issued on another node (the mqtt-endpoint
+	// call of Kii's embedded SDK) ends the connection that logged in with
+	// the old one.
+	path := "/api/apps/" + testAppID + "/installations/" + ep.InstallationID + "/mqtt-endpoint"
+	if code := rest(t, nodes[home], "GET", path, ob.AccessToken, "", "", nil); code != 200 {
+		t.Fatalf("new mqtt-endpoint on node %d: %d", home, code)
+	}
+	for deadline := time.Now().Add(waitFor); second.Connected(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the connection on node %d is still up with replaced credentials", third)
+		}
+	}
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
