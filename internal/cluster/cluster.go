@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -131,6 +132,9 @@ type Cluster struct {
 	listeningOnce sync.Once
 	// note queues what this node tells the others (notify.go).
 	note notifier
+	// others is whether another node was alive at the last heartbeat, or
+	// said hello since: with none, there is nobody to wake.
+	others atomic.Bool
 }
 
 // Start registers the node and runs its heartbeat and its listener until
@@ -206,7 +210,7 @@ func (c *Cluster) register(ctx context.Context) error {
 		switch {
 		case err == nil:
 			c.log.Info("node registered", "host", a.Host, "mqtt_tcp", a.PortTCP)
-			return nil
+			return c.hello(ctx)
 		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("cluster: register node %q: %w", c.cfg.Node, err)
 		case time.Now().After(deadline):
@@ -224,11 +228,36 @@ func (c *Cluster) register(ctx context.Context) error {
 	}
 }
 
+// hello tells the live nodes that this one joined, so that they wake it
+// from now on (they send no wakes while they see no other node), and
+// learns whether there are any.
+func (c *Cluster) hello(ctx context.Context) error {
+	var others int64
+	if err := c.cfg.Pool.QueryRow(ctx, `SELECT count(pg_notify('thingif_' || name, 'hello')) FROM nodes
+		WHERE name <> $1 AND heartbeat_at >= thingif_now_ms() - $2`, c.cfg.Node, c.cfg.DeadAfter.Milliseconds()).Scan(&others); err != nil {
+		return fmt.Errorf("cluster: greet the other nodes: %w", err)
+	}
+	c.others.Store(others > 0)
+	return nil
+}
+
+// countOthers sets others from the registry.
+func (c *Cluster) countOthers(ctx context.Context) error {
+	var others int64
+	if err := c.cfg.Pool.QueryRow(ctx, `SELECT count(*) FROM nodes WHERE name <> $1
+		AND heartbeat_at >= thingif_now_ms() - $2`, c.cfg.Node, c.cfg.DeadAfter.Milliseconds()).Scan(&others); err != nil {
+		return err
+	}
+	c.others.Store(others > 0)
+	return nil
+}
+
 // heartbeat beats every DeadAfter/5 with the broker's connection count.
 func (c *Cluster) heartbeat(ctx context.Context) {
 	t := time.NewTicker(c.beatEvery())
 	defer t.Stop()
 	failing := false
+	var beats int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -236,9 +265,16 @@ func (c *Cluster) heartbeat(ctx context.Context) {
 		case <-t.C:
 		}
 		bctx, cancel := context.WithTimeout(ctx, c.cfg.DeadAfter)
-		tag, err := c.cfg.Pool.Exec(bctx, `UPDATE nodes SET heartbeat_at = thingif_now_ms(), connections = $3
-			WHERE name = $1 AND incarnation = $2`, c.cfg.Node, c.incarnation, c.broker.Connections())
+		var others int64
+		err := c.cfg.Pool.QueryRow(bctx, `WITH beat AS (UPDATE nodes SET heartbeat_at = thingif_now_ms(), connections = $3
+			WHERE name = $1 AND incarnation = $2 RETURNING 1)
+			SELECT (SELECT count(*) FROM beat), (SELECT count(*) FROM nodes WHERE name <> $1
+			AND heartbeat_at >= thingif_now_ms() - $4)`, c.cfg.Node, c.incarnation, c.broker.Connections(),
+			c.cfg.DeadAfter.Milliseconds()).Scan(&beats, &others)
 		cancel()
+		if err == nil {
+			c.others.Store(others > 0)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -247,7 +283,7 @@ func (c *Cluster) heartbeat(ctx context.Context) {
 				c.log.Error("heartbeat", "error", err)
 			}
 			failing = true
-		case tag.RowsAffected() == 0:
+		case beats == 0:
 			// Deemed dead and the name taken by a new incarnation: that
 			// process is the node now.
 			if !failing {
@@ -291,6 +327,11 @@ func (c *Cluster) listenOnce(ctx context.Context, catchUp bool) error {
 	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{c.channel}.Sanitize()); err != nil {
 		return err
 	}
+	// Nodes that joined before this LISTEN sent their hello to nobody:
+	// count them now; later ones reach this connection.
+	if err := c.countOthers(ctx); err != nil {
+		return err
+	}
 	c.listeningOnce.Do(func() { close(c.listening) })
 	if catchUp {
 		c.catchUp(ctx)
@@ -324,6 +365,10 @@ func (c *Cluster) dispatch(ctx context.Context, payload string) {
 			// trigger read where it was, not where it went.
 			c.forward(ctx, rest)
 		}
+	case "hello":
+		// A node joined: wakes have someone to go to, before the next
+		// heartbeat says so.
+		c.others.Store(true)
 	case "end":
 		clientID, id, _ := strings.Cut(rest, " ")
 		if n, err := strconv.ParseInt(id, 10, 64); err == nil {

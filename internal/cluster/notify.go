@@ -42,8 +42,13 @@ func (c *Cluster) startNotifier(ctx context.Context) {
 }
 
 // Wake tells the other nodes that hold a session of the thing that a
-// command was stored for it here, after its commit.
+// command was stored for it here, after its commit. While this node sees
+// no other node alive (a cluster of one) it does nothing: a node that
+// joins says hello first (Start), before it can hold any session.
 func (c *Cluster) Wake(thingID string) {
+	if !c.others.Load() {
+		return
+	}
 	c.note.mu.Lock()
 	if !c.note.wakes[thingID] {
 		c.note.wakes[thingID] = true
@@ -57,6 +62,9 @@ func (c *Cluster) Wake(thingID string) {
 // to end the connections logged in with the installation (deleted, or
 // given a new password here).
 func (c *Cluster) EndInstallation(thingID, installationID string) {
+	if !c.others.Load() {
+		return
+	}
 	c.note.mu.Lock()
 	c.note.queued = append(c.note.queued, note{thingID, "endinst " + thingID + " " + installationID})
 	c.note.mu.Unlock()
