@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/thingif/thingif/internal/store"
 )
@@ -44,30 +45,36 @@ func scanCommandRows(r pgx.Rows) (store.Command, int64, error) { return scanComm
 // a reader of PendingCommands never sees a command appear behind a page it
 // has read.
 func (db *DB) CreateCommand(ctx context.Context, c store.Command, maxPending int) error {
-	return db.tx(ctx, func(tx pgx.Tx) error {
-		if err := lockThing(ctx, tx, lockCommands, c.ThingID); err != nil {
-			return fmt.Errorf("create command %q: %w", c.ID, err)
-		}
-		if maxPending > 0 {
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM commands
-				WHERE thing_id = $1 AND state = 'SENDING' LIMIT $2) AS p`, c.ThingID, maxPending).Scan(&n); err != nil {
-				return fmt.Errorf("create command %q: count pending: %w", c.ID, err)
-			}
-			if n >= maxPending {
-				return fmt.Errorf("create command %q: thing %q has %d or more: %w", c.ID, c.ThingID, n, store.ErrTooManyPending)
-			}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO commands (id, app_id, thing_id, state, issuer, schema_name, schema_version,
-			actions, action_results, title, description, metadata, created_at, modified_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-			c.ID, c.AppID, c.ThingID, string(c.State), c.Issuer, c.Schema, c.SchemaVersion, jsonArg(c.Actions),
-			jsonArg(c.ActionResults), c.Title, c.Description, jsonArg(c.Metadata), millis(c.CreatedAt),
-			millis(c.ModifiedAt)); err != nil {
-			return fmt.Errorf("create command %q: %w", c.ID, translate(err))
-		}
-		return nil
-	})
+	// One round trip: a batch runs in one implicit transaction, the lock
+	// first, then the insert, whose count of the pending commands is taken
+	// by a statement of its own, after the lock, so it sees every command
+	// committed before (READ COMMITTED takes a snapshot per statement).
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(lockCommands), c.ThingID)
+	b.Queue(`INSERT INTO commands (id, app_id, thing_id, state, issuer, schema_name, schema_version,
+		actions, action_results, title, description, metadata, created_at, modified_at)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+		WHERE $15::bigint <= 0 OR (SELECT COUNT(*) FROM (SELECT 1 FROM commands
+			WHERE thing_id = $3 AND state = 'SENDING' LIMIT $15::bigint) AS p) < $15::bigint`,
+		c.ID, c.AppID, c.ThingID, string(c.State), c.Issuer, c.Schema, c.SchemaVersion, jsonArg(c.Actions),
+		jsonArg(c.ActionResults), c.Title, c.Description, jsonArg(c.Metadata), millis(c.CreatedAt),
+		millis(c.ModifiedAt), int64(max(maxPending, 0)))
+	br := db.pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("create command %q: %w", c.ID, translate(err))
+	case tag.RowsAffected() == 0:
+		return fmt.Errorf("create command %q: thing %q has %d or more: %w", c.ID, c.ThingID, maxPending, store.ErrTooManyPending)
+	}
+	return nil
 }
 
 // Command returns a command of the thing, or store.ErrNotFound.
