@@ -88,28 +88,9 @@ func (db *DB) AggregateStateHistory(ctx context.Context, q store.HistoryAggregat
 	fail := func(err error) ([]store.HistoryGroup, error) {
 		return nil, fmt.Errorf("aggregate state history of %q: %w", q.ThingID, err)
 	}
-	step := q.Interval.Milliseconds()
-	if q.Interval < 0 || q.Interval%time.Millisecond != 0 || (q.Interval > 0 && step == 0) {
-		return fail(fmt.Errorf("interval %v is not a whole number of ms", q.Interval))
-	}
-	var fields []string // the distinct fields, v0, v1, … in historyRows
-	col := map[string]int{}
-	for _, a := range q.Aggregates {
-		switch a.Kind {
-		case store.AggregateCount, store.AggregateMin, store.AggregateMax, store.AggregateMean, store.AggregateSum:
-		default:
-			return fail(fmt.Errorf("unknown aggregate %q", a.Kind))
-		}
-		if a.Field == "" {
-			if a.Kind != store.AggregateCount {
-				return fail(fmt.Errorf("%s needs a field", a.Kind))
-			}
-			continue
-		}
-		if _, ok := col[a.Field]; !ok {
-			col[a.Field] = len(fields)
-			fields = append(fields, a.Field)
-		}
+	step, fields, col, err := q.Plan()
+	if err != nil {
+		return fail(err)
 	}
 	lo, hi := store.HistoryBounds(q.From, q.To)
 

@@ -144,3 +144,33 @@ func ParseHistoryKey(key string) (at, seq int64, err error) {
 	}
 	return at, seq, nil
 }
+
+// Plan checks an aggregation and returns what every backend needs to run
+// it: the grouping step in whole ms (0: one group), and the distinct fields
+// its aggregates read, in first-use order, with each field's index in that
+// list.
+func (q HistoryAggregation) Plan() (step int64, fields []string, index map[string]int, err error) {
+	step = q.Interval.Milliseconds()
+	if q.Interval < 0 || q.Interval%time.Millisecond != 0 || (q.Interval > 0 && step == 0) {
+		return 0, nil, nil, fmt.Errorf("interval %v is not a whole number of ms", q.Interval)
+	}
+	index = map[string]int{}
+	for _, a := range q.Aggregates {
+		switch a.Kind {
+		case AggregateCount, AggregateMin, AggregateMax, AggregateMean, AggregateSum:
+		default:
+			return 0, nil, nil, fmt.Errorf("unknown aggregate %q", a.Kind)
+		}
+		if a.Field == "" {
+			if a.Kind != AggregateCount {
+				return 0, nil, nil, fmt.Errorf("%s needs a field", a.Kind)
+			}
+			continue
+		}
+		if _, ok := index[a.Field]; !ok {
+			index[a.Field] = len(fields)
+			fields = append(fields, a.Field)
+		}
+	}
+	return step, fields, index, nil
+}
