@@ -22,13 +22,9 @@ import (
 // holding its resulting state. It returns store.ErrNotFound if the thing
 // does not exist and an error if a body is not a JSON object.
 func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) error {
-	bodies := make(map[string]json.RawMessage, len(w.Aliases))
-	for alias, body := range w.Aliases {
-		b, err := store.CompactObject(body)
-		if err != nil {
-			return fmt.Errorf("write states of %q: alias %q: %w", w.ThingID, alias, err)
-		}
-		bodies[alias] = b
+	bodies, err := w.Bodies()
+	if err != nil {
+		return fmt.Errorf("write states of %q: %w", w.ThingID, err)
 	}
 	if w.Mode != store.StateReplace && w.Mode != store.StateMerge {
 		return fmt.Errorf("write states of %q: unknown mode %d", w.ThingID, w.Mode)

@@ -21,13 +21,9 @@ import (
 func (db *DB) WriteStates(ctx context.Context, w store.StateWrite) error {
 	// Validate (and, for merges, compact) outside the transaction: the
 	// writer connection is shared by every write.
-	bodies := make(map[string]json.RawMessage, len(w.Aliases))
-	for alias, body := range w.Aliases {
-		b, err := store.CompactObject(body)
-		if err != nil {
-			return fmt.Errorf("write states of %q: alias %q: %w", w.ThingID, alias, err)
-		}
-		bodies[alias] = b
+	bodies, err := w.Bodies()
+	if err != nil {
+		return fmt.Errorf("write states of %q: %w", w.ThingID, err)
 	}
 
 	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {

@@ -203,3 +203,18 @@ func marshalNoEscape(s string) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// Bodies returns the upload's bodies compacted (CompactObject), or an
+// error naming the first alias whose body is not a JSON object: what every
+// backend checks before it writes.
+func (w StateWrite) Bodies() (map[string]json.RawMessage, error) {
+	bodies := make(map[string]json.RawMessage, len(w.Aliases))
+	for alias, body := range w.Aliases {
+		b, err := CompactObject(body)
+		if err != nil {
+			return nil, fmt.Errorf("alias %q: %w", alias, err)
+		}
+		bodies[alias] = b
+	}
+	return bodies, nil
+}
