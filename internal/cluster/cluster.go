@@ -186,10 +186,6 @@ func randomID() int64 {
 	return int64(binary.BigEndian.Uint64(b[:]) >> 1)
 }
 
-// NewSessionID returns the ID of a new session: random, so that sessions
-// of every node and incarnation differ.
-func NewSessionID() int64 { return randomID() }
-
 func (c *Cluster) beatEvery() time.Duration { return c.cfg.DeadAfter / 5 }
 
 func (c *Cluster) register(ctx context.Context) error {
