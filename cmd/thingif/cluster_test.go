@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -55,7 +56,7 @@ func startClusterNode(t *testing.T, bin, dsn, name string) *clusterNode {
 	t.Helper()
 	args := append(loopbackArgs(t.TempDir()), "--store", dsn, "--node", name, "--node-dead-after", clusterDeadAfter.String(),
 		"--app", clusterApp+":"+clusterKey, "--password-hash-memory", "64", "--password-hash-time", "1",
-		"--registrations-per-addr", "-1", "--registrations-per-app", "-1")
+		"--registrations-per-addr", "-1", "--registrations-per-app", "-1", "--log-level", "debug")
 	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -206,17 +207,24 @@ func TestClusterProcesses(t *testing.T) {
 		c    *thing.Client
 		got  chan string // command IDs handled
 		node func() int
+		logs *lockedBuffer
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var devices []*device
 	for i := range 6 {
-		d := &device{got: make(chan string, 100)}
+		d := &device{got: make(chan string, 100), logs: &lockedBuffer{}}
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("device %d logs:\n%s", i, d.logs.String())
+			}
+		})
 		cfg := thing.Config{
 			Server: "tcp://" + nodes[0].addrs["onboard-tcp"], AppID: clusterApp, AppKey: clusterKey,
 			VendorThingID: fmt.Sprintf("dev-%d", i), Password: "pw",
 			Backoff:        thing.ExponentialBackoff(20*time.Millisecond, 200*time.Millisecond),
 			ReonboardAfter: 500 * time.Millisecond,
+			Logger:         slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			OnCommand: func(_ context.Context, cmd *thing.Command) []thing.Result {
 				d.got <- cmd.ID
 				return []thing.Result{{Succeeded: true}}
@@ -340,6 +348,9 @@ func TestClusterProcesses(t *testing.T) {
 			victims = append(victims, d)
 		}
 	}
+	for i, d := range devices {
+		t.Logf("before the kill: device %d %s on n%d", i, d.c.ThingID(), d.node())
+	}
 	nodes[2].kill(t)
 	killed := time.Now()
 	sent := map[*device][]string{}
@@ -349,8 +360,9 @@ func TestClusterProcesses(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, d := range devices {
+	for i, d := range devices {
 		for _, cid := range sent[d] {
+			t.Logf("awaiting %s of device %d (now on n%d)", cid, i, d.node())
 			awaitDone(nodes[0], d.c.ThingID(), cid, 60*time.Second)
 		}
 	}

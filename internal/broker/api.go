@@ -118,8 +118,10 @@ func NewAPI(cfg APIConfig, lns ...*Listener) (*API, error) {
 	}
 	b := &API{cfg: cfg, logins: newLogins(), local: map[string]*apiSession{}}
 	b.cfg.Logger = cfg.Logger.With("broker", "api")
+	// With several nodes other nodes store commands too: every subscribe
+	// scans (push.Config.Shared).
 	b.push = push.New(push.Config{Store: cfg.Store, Logger: b.cfg.Logger, Now: cfg.Now, OnDelivered: cfg.OnDelivered,
-		Timeout: cfg.HandlerTimeout})
+		Timeout: cfg.HandlerTimeout, Shared: cfg.Sessions != nil})
 	srv, err := endpoint.New(b.cfg.endpointConfig(true), apiHandler{b}, lns...)
 	if err != nil {
 		return nil, err

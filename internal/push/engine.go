@@ -93,6 +93,12 @@ type Config struct {
 	// the store instead, where they are. If zero, DefaultMaxQueue and
 	// DefaultMaxQueueBytes.
 	MaxQueue, MaxQueueBytes int
+	// Shared says that other processes store commands for the things too
+	// (several nodes on one database, internal/cluster): this engine then
+	// cannot know that a thing has none waiting, and every Attach scans.
+	// Commands stored elsewhere while a thing is attached here reach the
+	// engine as PushPending.
+	Shared bool
 }
 
 func (c *Config) setDefaults() {
@@ -235,7 +241,7 @@ func (e *Engine) Synced(thingID string) bool {
 
 // Attach makes c a target of the thing's commands: the SUBACK of c's
 // mqttTopic subscription is written. The thing's pending commands are
-// pushed, unless it is known to have none. Attaching an attached c again
+// pushed, unless it is known to have none (never with Config.Shared). Attaching an attached c again
 // keeps its in-flight pushes.
 func (e *Engine) Attach(thingID string, c Conn) {
 	e.mu.Lock()
@@ -252,7 +258,7 @@ func (e *Engine) Attach(thingID string, c Conn) {
 		t.conns[c] = &conn{c: c}
 	}
 	_, busy := e.busy[thingID]
-	busy = busy || !e.busyKnown
+	busy = busy || !e.busyKnown || e.cfg.Shared
 	if !busy {
 		// Nothing is SENDING, so nothing is outside an in-flight table:
 		// the thing's next command can be pushed as handed over.

@@ -231,6 +231,30 @@ func TestPushAfterAttachOnly(t *testing.T) {
 	}
 }
 
+// TestSharedAttachScans: a command stored by another process (another
+// node), which this engine never heard of, is pushed when the thing
+// subscribes here if the store is Shared; a lone engine knows that the
+// thing had none at its start and pushes nothing.
+func TestSharedAttachScans(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprint("shared ", shared), func(t *testing.T) {
+			f := newFixture(t, func(c *Config, _ *countingStore) { c.Shared = shared })
+			f.start(t)                   // th.a has nothing pending
+			c := f.command(t, "th.a", 0) // stored behind the engine's back
+			conn := &fakeConn{qos: 1, window: 10}
+			f.e.Attach("th.a", conn)
+			if shared {
+				eventually(t, "the other process's command pushed at Attach", func() bool { return conn.ids() == c.ID })
+				return
+			}
+			f.idle(t, "th.a")
+			if got := conn.ids(); got != "" {
+				t.Fatalf("a lone engine pushed %q at Attach of a thing it knew had none", got)
+			}
+		})
+	}
+}
+
 func TestDelivery(t *testing.T) {
 	for _, tt := range []struct {
 		name string
