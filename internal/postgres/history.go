@@ -101,66 +101,19 @@ func (db *DB) AggregateStateHistory(ctx context.Context, q store.HistoryAggregat
 		if err != nil {
 			return err
 		}
-		out = make([]store.HistoryGroup, len(groups))
 		index := map[int64]int{}
+		totals := make([]store.GroupTotals, len(groups))
 		for i, g := range groups {
-			out[i].Values = make([]store.AggregateValue, len(q.Aggregates))
-			if step > 0 {
-				out[i].Start = time.UnixMilli(g.start).UTC()
-			}
 			index[g.start] = i
-		}
-		type extreme struct {
-			kind  store.AggregateKind
-			field string
-		}
-		extremes := map[extreme]map[int]store.AggregateValue{}
-		for ai, a := range q.Aggregates {
-			for gi, g := range groups {
-				var f fieldStats
-				if a.Field != "" {
-					f = g.fields[col[a.Field]]
-				}
-				v := &out[gi].Values[ai]
-				switch a.Kind {
-				case store.AggregateCount:
-					n := float64(f.present)
-					if a.Field == "" {
-						n = float64(g.entries)
-					}
-					v.Value = &n
-				case store.AggregateSum:
-					v.Value = finite(f.sum)
-				case store.AggregateMean:
-					if m := finite(f.mean); m != nil {
-						// Rounded to float64, kept between MIN and MAX.
-						lo, hi := finite(f.minimum), finite(f.maximum)
-						if lo != nil && *m < *lo {
-							m = lo
-						}
-						if hi != nil && *m > *hi {
-							m = hi
-						}
-						v.Value = m
-					}
-				}
-			}
-			if a.Kind != store.AggregateMin && a.Kind != store.AggregateMax {
-				continue
-			}
-			k := extreme{a.Kind, a.Field}
-			found, ok := extremes[k]
-			if !ok {
-				if found, err = historyExtremes(ctx, tx, q, a, lo, hi, step, index); err != nil {
-					return err
-				}
-				extremes[k] = found
-			}
-			for gi, v := range found {
-				out[gi].Values[ai] = v
+			totals[i] = store.GroupTotals{Start: g.start, Entries: g.entries, Fields: make([]store.FieldTotals, len(g.fields))}
+			for j, f := range g.fields {
+				totals[i].Fields[j] = store.FieldTotals{Present: f.present, Sum: finite(f.sum), Mean: f.meanValue()}
 			}
 		}
-		return nil
+		out, err = q.Assemble(step, col, totals, func(a store.Aggregate) (map[int]store.AggregateValue, error) {
+			return historyExtremes(ctx, tx, q, a, lo, hi, step, index)
+		})
+		return err
 	})
 	if err != nil {
 		return fail(err)
@@ -179,6 +132,23 @@ type groupStats struct {
 type fieldStats struct {
 	present                     int64
 	sum, mean, minimum, maximum *string
+}
+
+// meanValue is the MEAN as a float64, kept between MIN and MAX (the
+// rounding of the numeric can step past them at the float64 edge); nil
+// without a number.
+func (f fieldStats) meanValue() *float64 {
+	m := finite(f.mean)
+	if m == nil {
+		return nil
+	}
+	if lo := finite(f.minimum); lo != nil && *m < *lo {
+		m = lo
+	}
+	if hi := finite(f.maximum); hi != nil && *m > *hi {
+		m = hi
+	}
+	return m
 }
 
 // finite converts a numeric's text to a float64: nil for NULL or a value

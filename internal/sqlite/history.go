@@ -104,52 +104,18 @@ func (db *DB) AggregateStateHistory(ctx context.Context, q store.HistoryAggregat
 	if err != nil {
 		return fail(err)
 	}
-	out := make([]store.HistoryGroup, len(groups))
+	totals := make([]store.GroupTotals, len(groups))
 	for i, g := range groups {
-		out[i].Values = make([]store.AggregateValue, len(q.Aggregates))
-		if step > 0 {
-			out[i].Start = time.UnixMilli(g.start).UTC()
+		totals[i] = store.GroupTotals{Start: g.start, Entries: g.entries, Fields: make([]store.FieldTotals, len(g.fields))}
+		for j, f := range g.fields {
+			totals[i].Fields[j] = store.FieldTotals{Present: f.present, Sum: f.sum(), Mean: f.mean()}
 		}
 	}
-	type extreme struct {
-		kind  store.AggregateKind
-		field string
-	}
-	extremes := map[extreme]map[int]store.AggregateValue{}
-	for ai, a := range q.Aggregates {
-		for gi, g := range groups {
-			var f fieldStats
-			if a.Field != "" {
-				f = g.fields[col[a.Field]]
-			}
-			v := &out[gi].Values[ai]
-			switch a.Kind {
-			case store.AggregateCount:
-				n := float64(f.present)
-				if a.Field == "" {
-					n = float64(g.entries)
-				}
-				v.Value = &n
-			case store.AggregateSum:
-				v.Value = f.sum()
-			case store.AggregateMean:
-				v.Value = f.mean()
-			}
-		}
-		if a.Kind != store.AggregateMin && a.Kind != store.AggregateMax {
-			continue
-		}
-		k := extreme{a.Kind, a.Field}
-		found, ok := extremes[k]
-		if !ok {
-			if found, err = historyExtremes(ctx, tx, q, a, lo, hi, step, groups, col[a.Field]); err != nil {
-				return fail(err)
-			}
-			extremes[k] = found
-		}
-		for gi, v := range found {
-			out[gi].Values[ai] = v
-		}
+	out, err := q.Assemble(step, col, totals, func(a store.Aggregate) (map[int]store.AggregateValue, error) {
+		return historyExtremes(ctx, tx, q, a, lo, hi, step, groups, col[a.Field])
+	})
+	if err != nil {
+		return fail(err)
 	}
 	return out, nil
 }

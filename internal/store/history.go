@@ -174,3 +174,74 @@ func (q HistoryAggregation) Plan() (step int64, fields []string, index map[strin
 	}
 	return step, fields, index, nil
 }
+
+// GroupTotals is what a backend's pass over one group of an aggregation
+// found: the group's start (ms; 0 when not grouped), its entries, and for
+// each field of Plan, in that order, its totals.
+type GroupTotals struct {
+	Start   int64
+	Entries int64
+	Fields  []FieldTotals
+}
+
+// FieldTotals are one field's totals in one group: how many entries have
+// it (not null), and its SUM and MEAN as HistoryAggregation defines them
+// (nil without a number, or for a SUM beyond a float64).
+type FieldTotals struct {
+	Present   int64
+	Sum, Mean *float64
+}
+
+// Assemble builds the answer to q from the backend's totals per group
+// (fields and index as Plan returned them): COUNT, SUM and MEAN from the
+// totals; MIN and MAX from extremes, called once per distinct kind and
+// field, which returns the value and entry of each group that has one, by
+// the group's index in groups.
+func (q HistoryAggregation) Assemble(step int64, index map[string]int, groups []GroupTotals,
+	extremes func(a Aggregate) (map[int]AggregateValue, error)) ([]HistoryGroup, error) {
+	out := make([]HistoryGroup, len(groups))
+	for i, g := range groups {
+		out[i].Values = make([]AggregateValue, len(q.Aggregates))
+		if step > 0 {
+			out[i].Start = time.UnixMilli(g.Start).UTC()
+		}
+	}
+	found := map[Aggregate]map[int]AggregateValue{}
+	for ai, a := range q.Aggregates {
+		switch a.Kind {
+		case AggregateMin, AggregateMax:
+			byGroup, ok := found[a]
+			if !ok {
+				var err error
+				if byGroup, err = extremes(a); err != nil {
+					return nil, err
+				}
+				found[a] = byGroup
+			}
+			for gi, v := range byGroup {
+				out[gi].Values[ai] = v
+			}
+			continue
+		}
+		for gi, g := range groups {
+			var f FieldTotals
+			if a.Field != "" {
+				f = g.Fields[index[a.Field]]
+			}
+			v := &out[gi].Values[ai]
+			switch a.Kind {
+			case AggregateCount:
+				n := float64(f.Present)
+				if a.Field == "" {
+					n = float64(g.Entries)
+				}
+				v.Value = &n
+			case AggregateSum:
+				v.Value = f.Sum
+			case AggregateMean:
+				v.Value = f.Mean
+			}
+		}
+	}
+	return out, nil
+}
